@@ -1,0 +1,648 @@
+"""The typed request of `tensorrt_llm_bls`, and the one function that builds it.
+
+`parse_generate_request` turns what Triton hands the model (input tensors and request
+parameters) into a `GenerateRequest`, or raises `RequestError` before anything is started.
+Nothing a client sends is silently dropped: an input or parameter we do not know is an
+error (INVALID_ARG), and one we understand but cannot honour is an error too (UNSUPPORTED).
+
+Decisions a client can observe (each is tested in tests/unit/test_bls_request*.py):
+
+- Prompts. Exactly one of `text_input` (the text) or `messages` (a JSON array of chat
+  messages, one string per row) is required. A request may carry several prompts as rows
+  ([B, 1]); every other input then applies to all of them. An input may still come with
+  one row per prompt (the official clients stack whole requests that way), but its rows
+  must then hold the same value: rows that differ are refused (UNSUPPORTED), never
+  silently reduced to the first.
+- Request parameters. Any scalar input (everything except the prompt, the word lists and
+  LoRA tensors) may instead come as a request parameter of the same name: a gRPC
+  parameter, or a JSON field of the HTTP generate endpoints that Triton turns into one.
+  Given both ways with different values it is an error; with the same value it is fine.
+  Parameters named `triton_*`, and `id` (the request id, which the generate endpoint also
+  hands on as a parameter), belong to Triton and are ignored. Any other unknown parameter
+  is an error that lists the accepted names.
+- Aliases. `min_length` is the older name of `min_tokens`, `random_seed` of `seed`. Both
+  given with different values is an error naming both.
+- Word lists (stop_words, bad_words, embedding_bias_words). Empty strings are padding,
+  not words: the TensorRT-LLM documentation's own example sends `"stop_words": ""`, and
+  clients pad rows of a batch with "". They are dropped (with their weight for
+  embedding_bias_words). At most `max_words` words remain per list.
+- Beam search is not supported (beam_width > 1 is UNSUPPORTED): stop strings, incremental
+  detokenization and streaming all assume one sequence per output. `length_penalty` only
+  acts on beam search, so a value other than 1.0 would be ignored: it is refused
+  (UNSUPPORTED) instead. Use num_return_sequences for several samples.
+- Sampling values the client leaves out stay None: the engine applies its own defaults,
+  exactly as if the client had talked to it directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from bls.chat_messages import ChatMessage, parse_messages
+from bls.limits import BlsConfigError, BlsLimits
+from bls.request_fields import (
+    ALIASES,
+    INPUT_SPECS,
+    INPUTS_BY_NAME,
+    PARAMETER_NAMES,
+    TRITON_PARAMETER_PREFIX,
+    TRITON_PARAMETERS,
+    Kind,
+)
+from bls.tensor_values import (
+    INT32_MAX,
+    INT32_MIN,
+    UINT64_MAX,
+    as_bool,
+    as_float,
+    as_int,
+    decode_utf8,
+    row_lists,
+    row_scalars,
+    same_key,
+)
+from preprocessing.errors import RequestError
+
+__all__ = [
+    "BlsConfigError",
+    "BlsLimits",
+    "ChatMessage",
+    "ChatPrompt",
+    "GenerateRequest",
+    "LoraOptions",
+    "Prompt",
+    "SamplingOptions",
+    "TextPrompt",
+    "parse_generate_request",
+]
+
+# OpenAI's documented range for presence_penalty and frequency_penalty.
+PENALTY_BOUND = 2.0
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """A prompt given as text (`text_input`)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A prompt given as a conversation (`messages`), to render with the chat template."""
+
+    messages: tuple[ChatMessage, ...]
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [message.as_dict() for message in self.messages]
+
+
+Prompt = TextPrompt | ChatPrompt
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Sampling settings. None means "not given": the engine's default applies."""
+
+    top_k: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+    length_penalty: float | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    min_tokens: int | None = None
+    seed: int | None = None
+    beam_width: int = 1
+    num_return_sequences: int = 1
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """LoRA inputs, passed to the engine as they are (one prompt's rows, batch dim removed).
+
+    `task_id` alone selects an adapter the engine has cached; the first request for a task
+    also brings `weights` [N, M] and `config` [N, 3]. The arrays are read-only copies.
+    """
+
+    task_id: int
+    weights: np.ndarray | None = field(default=None, compare=False)
+    config: np.ndarray | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One validated client request: B prompts of one kind, settings shared by all rows."""
+
+    prompts: tuple[Prompt, ...]
+    max_tokens: int
+    stream: bool = False
+    stop_words: tuple[str, ...] = ()
+    bad_words: tuple[str, ...] = ()
+    end_id: int | None = None
+    pad_id: int | None = None
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    return_log_probs: bool = False
+    exclude_input_in_output: bool = True
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    embedding_bias_words: tuple[str, ...] = ()
+    embedding_bias_weights: tuple[float, ...] = ()
+    return_num_input_tokens: bool = False
+    return_num_output_tokens: bool = False
+    lora: LoraOptions | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def is_chat(self) -> bool:
+        return isinstance(self.prompts[0], ChatPrompt)
+
+
+def parse_generate_request(
+    inputs: Mapping[str, np.ndarray],
+    parameters: Mapping[str, object],
+    limits: BlsLimits,
+) -> GenerateRequest:
+    """Validate a request and build its typed form; raise RequestError on bad input.
+
+    `inputs` maps input name to the array Triton hands the model ([B, ...]; absent inputs
+    are left out or None). `parameters` is the request's parameters (request.parameters(),
+    already JSON-decoded).
+    """
+    arrays = {name: np.asarray(value) for name, value in inputs.items() if value is not None}
+    _reject_unknown_inputs(arrays)
+    params = _our_parameters(parameters)
+    prompts = _parse_prompts(arrays, limits)
+    read = _Reader(arrays, params, len(prompts))
+
+    max_tokens = read.integer("max_tokens")
+    if max_tokens is None:
+        max_tokens = limits.default_max_tokens
+    _check_between("max_tokens", max_tokens, 1, limits.max_output_len, "max_output_len")
+
+    for name in ("return_context_logits", "return_generation_logits", "return_perf_metrics"):
+        if read.flag(name):
+            raise RequestError(
+                name,
+                "true is not supported: this BLS returns neither logits nor the engine's "
+                "performance metrics; leave it out or send false",
+                code="UNSUPPORTED",
+            )
+
+    bias_words, bias_weights = _embedding_bias(read, limits)
+    skip_special_tokens = read.flag("skip_special_tokens")
+    return GenerateRequest(
+        prompts=prompts,
+        max_tokens=max_tokens,
+        stream=_or(read.flag("stream"), False),
+        stop_words=_word_list(read, "stop_words", limits),
+        bad_words=_word_list(read, "bad_words", limits),
+        end_id=_token_id(read, "end_id"),
+        pad_id=_token_id(read, "pad_id"),
+        sampling=_sampling(read, max_tokens, limits),
+        return_log_probs=_or(read.flag("return_log_probs"), False),
+        exclude_input_in_output=_or(read.flag("exclude_input_in_output"), True),
+        include_stop_str_in_output=_or(read.flag("include_stop_str_in_output"), False),
+        skip_special_tokens=_or(skip_special_tokens, limits.default_skip_special_tokens),
+        embedding_bias_words=bias_words,
+        embedding_bias_weights=bias_weights,
+        return_num_input_tokens=_or(read.flag("return_num_input_tokens"), False),
+        return_num_output_tokens=_or(read.flag("return_num_output_tokens"), False),
+        lora=_lora(read),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs and parameters we know
+
+
+def _reject_unknown_inputs(arrays: Mapping[str, np.ndarray]) -> None:
+    for name in arrays:
+        if name not in INPUTS_BY_NAME:
+            accepted = ", ".join(spec.name for spec in INPUT_SPECS)
+            raise RequestError(name, f"unknown input; accepted inputs: {accepted}")
+
+
+def _our_parameters(parameters: Mapping[str, object]) -> dict[str, object]:
+    ours: dict[str, object] = {}
+    for name, value in parameters.items():
+        if name.startswith(TRITON_PARAMETER_PREFIX) or name in TRITON_PARAMETERS:
+            continue  # Triton's own: not ours to check
+        if name not in PARAMETER_NAMES:
+            accepted = ", ".join(sorted(PARAMETER_NAMES))
+            hint = ""
+            if name in INPUTS_BY_NAME:
+                hint = " (it must be sent as an input tensor)"
+            raise RequestError(
+                name,
+                f"unknown request parameter{hint}; accepted parameters: {accepted} "
+                f"(parameters named {TRITON_PARAMETER_PREFIX}* belong to Triton and are "
+                "ignored)",
+            )
+        ours[name] = value
+    return ours
+
+
+def _parse_prompts(arrays: Mapping[str, np.ndarray], limits: BlsLimits) -> tuple[Prompt, ...]:
+    has_text, has_messages = "text_input" in arrays, "messages" in arrays
+    if has_text and has_messages:
+        raise RequestError(
+            "text_input",
+            "send either text_input (the prompt text) or messages (a chat conversation), not both",
+        )
+    if not has_text and not has_messages:
+        raise RequestError(
+            "text_input",
+            "a prompt is required: send text_input (the prompt text) or messages "
+            "(a JSON array of chat messages)",
+        )
+    name = "text_input" if has_text else "messages"
+    array = arrays[name]
+    rows = array.shape[0] if array.ndim else 0
+    if rows < 1:
+        raise RequestError(name, f"expected at least one prompt, got shape {list(array.shape)}")
+    if rows > limits.max_batch_rows:
+        raise RequestError(
+            name,
+            f"has {rows} prompts; at most {limits.max_batch_rows} (max_batch_size) are allowed "
+            "in one request",
+        )
+    texts = [
+        decode_utf8(name, raw, f"prompt {index}")
+        for index, raw in enumerate(row_scalars(name, array, rows))
+    ]
+    if has_text:
+        return tuple(TextPrompt(text) for text in texts)
+    return tuple(
+        ChatPrompt(parse_messages(text, f"prompt {index}")) for index, text in enumerate(texts)
+    )
+
+
+class _Reader:
+    """Reads each setting once, from an input tensor or a request parameter."""
+
+    def __init__(
+        self, arrays: Mapping[str, np.ndarray], params: Mapping[str, object], batch_size: int
+    ) -> None:
+        self._arrays = arrays
+        self._params = params
+        self._batch_size = batch_size
+
+    def integer(self, name: str) -> int | None:
+        value = self._scalar(name)
+        assert value is None or isinstance(value, int)
+        return value
+
+    def number(self, name: str) -> float | None:
+        value = self._scalar(name)
+        assert value is None or isinstance(value, float)
+        return value
+
+    def flag(self, name: str) -> bool | None:
+        value = self._scalar(name)
+        assert value is None or isinstance(value, bool)
+        return value
+
+    def _scalar(self, name: str) -> object:
+        """The value of a setting and of its older alias, reconciled."""
+        value = self._one_source(name)
+        for alias, canonical in ALIASES.items():
+            if canonical != name:
+                continue
+            other = self._one_source(alias)
+            if other is None:
+                continue
+            if value is not None and same_key(value) != same_key(other):
+                raise RequestError(
+                    name,
+                    f"{name} and {alias} are the same setting ({alias} is its older name), "
+                    f"got {name}={value!r} and {alias}={other!r}; send one of them",
+                )
+            value = other
+        return value
+
+    def _one_source(self, name: str) -> object:
+        kind = INPUTS_BY_NAME[name].kind
+        from_input = None
+        if name in self._arrays:
+            rows = row_scalars(name, self._arrays[name], self._batch_size)
+            values = [
+                _convert(name, kind, raw, self._where(index)) for index, raw in enumerate(rows)
+            ]
+            distinct = list({same_key(value): value for value in values}.values())
+            if len(distinct) > 1:
+                raise RequestError(
+                    name,
+                    f"the prompts of one request must share one value, got {distinct}; "
+                    "send prompts that need different settings as separate requests",
+                    code="UNSUPPORTED",
+                )
+            from_input = values[0]
+        from_param = None
+        if name in self._params:
+            from_param = _convert(name, kind, self._params[name], "the request parameter")
+        both = from_input is not None and from_param is not None
+        if both and same_key(from_input) != same_key(from_param):
+            raise RequestError(
+                name,
+                f"given as an input ({from_input!r}) and as a request parameter "
+                f"({from_param!r}) with different values; send it once",
+            )
+        return from_input if from_input is not None else from_param
+
+    def string_rows(self, name: str) -> list[list[str]] | None:
+        if name not in self._arrays:
+            return None
+        rows = row_lists(name, self._arrays[name], self._batch_size)
+        return [
+            [
+                decode_utf8(name, raw, f"word {word}{self._of_row(row)}")
+                for word, raw in enumerate(values)
+            ]
+            for row, values in enumerate(rows)
+        ]
+
+    def float_rows(self, name: str) -> list[list[float]] | None:
+        if name not in self._arrays:
+            return None
+        rows = row_lists(name, self._arrays[name], self._batch_size)
+        return [
+            [
+                as_float(name, raw, f"value {index}{self._of_row(row)}")
+                for index, raw in enumerate(values)
+            ]
+            for row, values in enumerate(rows)
+        ]
+
+    def matrix(self, name: str, integer: bool) -> np.ndarray | None:
+        """One prompt's 2-D array of a [B, N, M] input; all rows must be the same."""
+        if name not in self._arrays:
+            return None
+        array = self._arrays[name]
+        if array.ndim != 3 or array.shape[0] != self._batch_size:
+            raise RequestError(
+                name,
+                f"expected shape [{self._batch_size}, N, M] (one 2-D array per prompt), "
+                f"got shape {list(array.shape)}",
+            )
+        wanted = "iu" if integer else "f"
+        if array.dtype.kind not in wanted:
+            kind = "integer" if integer else "floating-point"
+            raise RequestError(name, f"expected {kind} values, got dtype {array.dtype}")
+        if any(not np.array_equal(array[0], row) for row in array[1:]):
+            raise RequestError(
+                name,
+                "the prompts of one request must share one value; send prompts that need "
+                "different LoRA adapters as separate requests",
+                code="UNSUPPORTED",
+            )
+        value = np.array(array[0], copy=True)
+        value.setflags(write=False)
+        return value
+
+    def _where(self, row: int) -> str:
+        return "the value" if self._batch_size == 1 else f"the value of prompt {row}"
+
+    def _of_row(self, row: int) -> str:
+        return "" if self._batch_size == 1 else f" of prompt {row}"
+
+
+def _convert(name: str, kind: Kind, raw: object, where: str) -> object:
+    if kind is Kind.BOOL:
+        return as_bool(name, raw, where)
+    if kind is Kind.FLOAT:
+        # Rounded to FP32, the dtype of the input tensor and of the engine's own input, so
+        # the same number sent as an input and as a parameter compares equal.
+        with np.errstate(over="ignore"):
+            return float(np.float32(as_float(name, raw, where)))
+    if kind is Kind.INT:
+        value = as_int(name, raw, where)
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise RequestError(name, f"{where} must fit in a 32-bit signed integer, got {value}")
+        return value
+    if kind is Kind.UINT:
+        value = as_int(name, raw, where)
+        if not 0 <= value <= UINT64_MAX:
+            raise RequestError(name, f"{where} must be between 0 and 2**64-1, got {value}")
+        return value
+    raise AssertionError(f"{name} is not a scalar input")
+
+
+# ---------------------------------------------------------------------------------------
+# Settings
+
+
+_T = TypeVar("_T")
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
+
+
+def _check_between(name: str, value: float, low: float, high: float, limit: str = "") -> None:
+    if not low <= value <= high:
+        where = f" ({limit})" if limit else ""
+        raise RequestError(name, f"must be between {low} and {high}{where}, got {value}")
+
+
+def _check_finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise RequestError(name, f"must be a finite number, got {value}")
+
+
+def _token_id(read: _Reader, name: str) -> int | None:
+    value = read.integer(name)
+    if value is not None and value < 0:
+        raise RequestError(name, f"must be a token id (>= 0), got {value}")
+    return value
+
+
+def _sampling(read: _Reader, max_tokens: int, limits: BlsLimits) -> SamplingOptions:
+    top_k = read.integer("top_k")
+    if top_k is not None and top_k < 0:
+        raise RequestError("top_k", f"must be >= 0 (0 disables top-k), got {top_k}")
+
+    top_p = read.number("top_p")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise RequestError("top_p", f"must be greater than 0 and at most 1, got {top_p}")
+
+    temperature = read.number("temperature")
+    if temperature is not None:
+        _check_finite("temperature", temperature)
+        if temperature < 0.0:
+            raise RequestError("temperature", f"must be >= 0, got {temperature}")
+
+    repetition_penalty = read.number("repetition_penalty")
+    if repetition_penalty is not None:
+        _check_finite("repetition_penalty", repetition_penalty)
+        if repetition_penalty <= 0.0:
+            raise RequestError(
+                "repetition_penalty",
+                f"must be greater than 0 (1.0 means no penalty), got {repetition_penalty}",
+            )
+
+    penalties = {}
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = read.number(name)
+        if value is not None:
+            _check_finite(name, value)
+            _check_between(name, value, -PENALTY_BOUND, PENALTY_BOUND)
+        penalties[name] = value
+
+    beam_width = read.integer("beam_width")
+    if beam_width is not None:
+        if beam_width < 1:
+            raise RequestError("beam_width", f"must be at least 1, got {beam_width}")
+        if beam_width > 1:
+            raise RequestError(
+                "beam_width",
+                f"beam search is not supported by this BLS (got {beam_width}, only 1 is "
+                "accepted): stop strings and streamed text need one sequence per output; "
+                "use num_return_sequences for several samples",
+                code="UNSUPPORTED",
+            )
+
+    length_penalty = read.number("length_penalty")
+    if length_penalty is not None:
+        _check_finite("length_penalty", length_penalty)
+        if length_penalty != 1.0:
+            raise RequestError(
+                "length_penalty",
+                f"only acts on beam search, which this BLS does not support; got "
+                f"{length_penalty}, only 1.0 is accepted",
+                code="UNSUPPORTED",
+            )
+
+    num_return_sequences = read.integer("num_return_sequences")
+    if num_return_sequences is not None:
+        _check_between(
+            "num_return_sequences",
+            num_return_sequences,
+            1,
+            limits.max_num_return_sequences,
+            "max_num_return_sequences",
+        )
+
+    min_tokens = read.integer("min_tokens")
+    if min_tokens is not None and not 0 <= min_tokens <= max_tokens:
+        raise RequestError(
+            "min_tokens", f"must be between 0 and max_tokens ({max_tokens}), got {min_tokens}"
+        )
+
+    return SamplingOptions(
+        top_k=top_k,
+        top_p=top_p,
+        temperature=temperature,
+        length_penalty=length_penalty,
+        repetition_penalty=repetition_penalty,
+        presence_penalty=penalties["presence_penalty"],
+        frequency_penalty=penalties["frequency_penalty"],
+        min_tokens=min_tokens,
+        seed=read.integer("seed"),
+        beam_width=_or(beam_width, 1),
+        num_return_sequences=_or(num_return_sequences, 1),
+    )
+
+
+def _shared_rows(name: str, rows: list[tuple]) -> tuple:
+    if any(row != rows[0] for row in rows[1:]):
+        raise RequestError(
+            name,
+            "the prompts of one request must share one list, got different lists per "
+            "prompt; send prompts that need different lists as separate requests",
+            code="UNSUPPORTED",
+        )
+    return rows[0]
+
+
+def _check_word_count(name: str, words: tuple, limits: BlsLimits) -> None:
+    if len(words) > limits.max_words:
+        raise RequestError(
+            name, f"has {len(words)} words; at most {limits.max_words} (max_words) are allowed"
+        )
+
+
+def _word_list(read: _Reader, name: str, limits: BlsLimits) -> tuple[str, ...]:
+    rows = read.string_rows(name)
+    if rows is None:
+        return ()
+    # Empty strings are padding (see the module docstring), not words.
+    words = _shared_rows(name, [tuple(word for word in row if word) for row in rows])
+    _check_word_count(name, words, limits)
+    return words
+
+
+def _embedding_bias(read: _Reader, limits: BlsLimits) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    words = read.string_rows("embedding_bias_words")
+    weights = read.float_rows("embedding_bias_weights")
+    if words is None and weights is None:
+        return (), ()
+    if words is None:
+        raise RequestError(
+            "embedding_bias_weights", "needs embedding_bias_words (one weight per word)"
+        )
+    if weights is None:
+        raise RequestError(
+            "embedding_bias_words", "needs embedding_bias_weights (one weight per word)"
+        )
+    pairs_per_row = []
+    for row, (row_words, row_weights) in enumerate(zip(words, weights, strict=True)):
+        if len(row_words) != len(row_weights):
+            of_row = "" if len(words) == 1 else f" of prompt {row}"
+            raise RequestError(
+                "embedding_bias_weights",
+                f"has {len(row_weights)} weights{of_row} for {len(row_words)} "
+                "embedding_bias_words; give exactly one weight per word",
+            )
+        for weight in row_weights:
+            _check_finite("embedding_bias_weights", weight)
+        # An empty word is padding: it goes, with its weight.
+        pairs_per_row.append(
+            tuple((w, b) for w, b in zip(row_words, row_weights, strict=True) if w)
+        )
+    pairs = _shared_rows("embedding_bias_words", pairs_per_row)
+    _check_word_count("embedding_bias_words", pairs, limits)
+    return tuple(w for w, _ in pairs), tuple(b for _, b in pairs)
+
+
+def _lora(read: _Reader) -> LoraOptions | None:
+    task_id = read.integer("lora_task_id")
+    weights = read.matrix("lora_weights", integer=False)
+    config = read.matrix("lora_config", integer=True)
+    if task_id is None:
+        for name, value in (("lora_weights", weights), ("lora_config", config)):
+            if value is not None:
+                raise RequestError(
+                    name, "needs lora_task_id (the id under which the engine caches the adapter)"
+                )
+        return None
+    if (weights is None) != (config is None):
+        missing = "lora_config" if config is None else "lora_weights"
+        present = "lora_weights" if config is None else "lora_config"
+        raise RequestError(
+            missing,
+            f"is required with {present}: a new adapter needs both lora_weights and "
+            "lora_config (a cached one needs neither, only lora_task_id)",
+        )
+    if weights is not None and config is not None:
+        if config.shape[1] != 3:
+            raise RequestError(
+                "lora_config",
+                "expected rows of [module_id, layer_idx, adapter_size] (shape [N, 3]), "
+                f"got shape {list(config.shape)}",
+            )
+        if weights.shape[0] != config.shape[0]:
+            raise RequestError(
+                "lora_config",
+                f"has {config.shape[0]} rows but lora_weights has {weights.shape[0]}; "
+                "they need one row per module and layer",
+            )
+    return LoraOptions(task_id=task_id, weights=weights, config=config)

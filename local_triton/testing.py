@@ -1,0 +1,85 @@
+"""The launcher as pytest fixtures: a staged repository served by a real tritonserver.
+
+Register with `pytest_plugins = ["local_triton.testing"]` in a conftest.py.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from local_triton.server import ServerOptions, TritonServer
+from local_triton.staging import EngineKind, StagingPlan, default_model_repository, stage_repository
+
+
+@contextmanager
+def staged_server(plan: StagingPlan, **options: object) -> Iterator[TritonServer]:
+    """Stage `plan` into a scratch directory and serve it until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="llm-bls-test-") as scratch:
+        repository = stage_repository(plan, Path(scratch) / "model_repository")
+        with TritonServer(ServerOptions(model_repository=repository, **options)) as server:  # type: ignore[arg-type]
+            yield server
+
+
+@pytest.fixture(scope="session")
+def fixture_paths():
+    from offline_fixtures import ensure_fixtures
+
+    return ensure_fixtures()
+
+
+@pytest.fixture(scope="session")
+def engine_server(fixture_paths) -> Iterator[TritonServer]:
+    """Only `tensorrt_llm`: the reference engine on the tiny Llama."""
+    plan = StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.REFERENCE,
+        model_dir=fixture_paths.tiny_llama,
+        only=frozenset({"tensorrt_llm"}),
+    )
+    with staged_server(plan) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def triton_server(fixture_paths) -> Iterator[TritonServer]:
+    """The whole pipeline (model_repository/) with the reference engine on the tiny Llama."""
+    plan = StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.REFERENCE,
+        model_dir=fixture_paths.tiny_llama,
+        tokenizer_dir=fixture_paths.tiny_llama,
+    )
+    with staged_server(plan) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reciting_server(fixture_paths) -> Iterator[TritonServer]:
+    """The whole pipeline with the reference engine on the Llama that recites real text."""
+    plan = StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.REFERENCE,
+        model_dir=fixture_paths.reciting_llama,
+        tokenizer_dir=fixture_paths.reciting_llama,
+    )
+    with staged_server(plan) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def synthetic_server(fixture_paths) -> Iterator[TritonServer]:
+    """The whole pipeline with the synthetic engine: tokens at a fixed pace, no model."""
+    plan = StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.SYNTHETIC,
+        model_dir=fixture_paths.tiny_llama,
+        tokenizer_dir=fixture_paths.tiny_llama,
+        overrides={"tensorrt_llm": {"synthetic_step_ms": "20"}},
+    )
+    with staged_server(plan) as server:
+        yield server

@@ -1,0 +1,195 @@
+"""What the detokenizer needs to know about a tokenizer, worked out once and cached.
+
+A detokenizer is created per sequence (thousands per second on a busy server), so the
+per-tokenizer facts (which ids are special, which ids are byte-fallback pieces, whether
+the Rust `DecodeStream` can be used) are computed once per tokenizer object and shared.
+
+Supported tokenizers: transformers tokenizers (fast, backed by a Rust
+`tokenizers.Tokenizer`, or slow, pure Python) and bare `tokenizers.Tokenizer` objects.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+try:  # DecodeStream exists from tokenizers 0.21; older versions use the window decode only.
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers.decoders import DecodeStream
+except ImportError:  # pragma: no cover - depends on the installed tokenizers version
+    from tokenizers import Tokenizer as RustTokenizer
+
+    DecodeStream = None
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How ids become text; the detokenizer's output equals `decode_full` with these."""
+
+    skip_special_tokens: bool = True
+    # Only slow transformers tokenizers of transformers 4.x use it (they join added
+    # tokens with spaces); fast tokenizers and transformers 5 ignore it.
+    spaces_between_special_tokens: bool = True
+
+
+class TokenizerProfile:
+    """Per-tokenizer facts and the decode functions the detokenizer calls."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        # A weak reference: the profile cache must not keep tokenizers alive (the cache
+        # is keyed weakly by the tokenizer, and a value holding its key strongly would
+        # pin it forever). Detokenizers hold the tokenizer strongly themselves.
+        self._tokenizer_ref = _reference(tokenizer)
+        self.is_transformers = not isinstance(tokenizer, RustTokenizer)
+        self.has_rust = self._rust_of(tokenizer) is not None
+        self.vocab_size = self._vocab_size()
+        self.special_ids = frozenset(self._special_ids())
+        self.byte_piece_ids = frozenset(self._byte_piece_ids())
+        self.supports_decode_stream = self.has_rust and DecodeStream is not None
+        self.supports_stream_priming = self.supports_decode_stream and _decode_stream_takes_ids()
+
+    @property
+    def tokenizer(self) -> Any:
+        tokenizer = self._tokenizer_ref()
+        if tokenizer is None:  # pragma: no cover - callers hold the tokenizer
+            raise RuntimeError("the tokenizer of this profile no longer exists")
+        return tokenizer
+
+    @property
+    def rust(self) -> RustTokenizer | None:
+        """The Rust tokenizer behind a fast tokenizer (or the bare one), else None."""
+        return self._rust_of(self.tokenizer)
+
+    @staticmethod
+    def _rust_of(tokenizer: Any) -> RustTokenizer | None:
+        if isinstance(tokenizer, RustTokenizer):
+            return tokenizer
+        backend = getattr(tokenizer, "_tokenizer", None)
+        if getattr(tokenizer, "is_fast", False) and isinstance(backend, RustTokenizer):
+            return backend
+        return None
+
+    # -- decoding ---------------------------------------------------------------------
+    def decode_full(self, ids: Sequence[int], options: DecodeOptions) -> str:
+        """The reference text of `ids`: what the concatenated deltas must equal.
+
+        transformers tokenizers: `tokenizer.decode(ids, skip_special_tokens=...,
+        spaces_between_special_tokens=..., clean_up_tokenization_spaces=False)`.
+        We never apply `clean_up_tokenization_spaces`: it rewrites text across token
+        boundaries (" ." -> "."), which no incremental decode can reproduce without
+        holding text back indefinitely, and it changes what the model generated.
+        transformers 5 defaults it to False (and ignores it for BPE models) too.
+        """
+        if not self.is_transformers:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=options.skip_special_tokens)
+        return self.tokenizer.decode(
+            list(ids),
+            skip_special_tokens=options.skip_special_tokens,
+            spaces_between_special_tokens=options.spaces_between_special_tokens,
+            clean_up_tokenization_spaces=False,
+        )
+
+    def decode_window(self, ids: list[int], options: DecodeOptions) -> str:
+        """`decode_full` of a short window, by the cheapest exact route."""
+        rust = self.rust
+        if rust is not None:
+            # A fast transformers tokenizer's decode is exactly the Rust decode when no
+            # clean-up is applied; calling Rust directly skips the Python layers.
+            return rust.decode(ids, skip_special_tokens=options.skip_special_tokens)
+        return self.decode_full(ids, options)
+
+    def decode_many(self, sequences: list[list[int]], options: DecodeOptions) -> list[str]:
+        """`decode_full` of each sequence (the non-streaming path)."""
+        rust = self.rust
+        if rust is not None:
+            return rust.decode_batch(sequences, skip_special_tokens=options.skip_special_tokens)
+        return [self.decode_full(ids, options) for ids in sequences]
+
+    # -- facts ------------------------------------------------------------------------
+    def _vocab_size(self) -> int:
+        if not self.is_transformers:
+            return self.tokenizer.get_vocab_size(with_added_tokens=True)
+        return len(self.tokenizer)
+
+    def _special_ids(self) -> set[int]:
+        """Ids that decode(..., skip_special_tokens=True) drops."""
+        rust = self.rust
+        if rust is not None:
+            # The Rust decode skips added tokens flagged special; transformers' notion
+            # (all_special_ids) can be narrower (e.g. chat header tokens), so ask Rust.
+            return {
+                token_id
+                for token_id, added in rust.get_added_tokens_decoder().items()
+                if added.special
+            }
+        return {int(i) for i in self.tokenizer.all_special_ids}
+
+    def _byte_piece_ids(self) -> set[int]:
+        """Ids of byte-fallback pieces "<0x00>".."<0xFF>", if the vocabulary has them.
+
+        The ByteFallback decoder turns a run of these into bytes and decodes the run as
+        one unit: one invalid byte turns the whole run into U+FFFD, so text from a run
+        is final only once the run has ended.
+        """
+        found: set[int] = set()
+        pieces = [f"<0x{value:02X}>" for value in range(256)]
+        rust = self.rust
+        if rust is not None:
+            for piece in pieces:
+                token_id = rust.token_to_id(piece)
+                if token_id is not None:
+                    found.add(token_id)
+            return found
+        ids = self.tokenizer.convert_tokens_to_ids(pieces)
+        for piece, token_id in zip(pieces, ids, strict=True):
+            # Unknown pieces map to the unk id; keep only ids that really are the piece.
+            if token_id is not None and self.tokenizer.convert_ids_to_tokens(token_id) == piece:
+                found.add(int(token_id))
+        return found
+
+
+def _reference(tokenizer: Any) -> Any:
+    """A weak reference if the object allows one, else a callable holding it strongly."""
+    try:
+        return weakref.ref(tokenizer)
+    except TypeError:
+        return lambda: tokenizer
+
+
+def _decode_stream_takes_ids() -> bool:
+    """Whether DecodeStream(ids=...) (a stream primed with context) exists (0.22+)."""
+    try:
+        DecodeStream(ids=[], skip_special_tokens=False)
+    except TypeError:
+        return False
+    return True
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, TokenizerProfile] = weakref.WeakKeyDictionary()
+# Tokenizers that cannot be weakly referenced are cached by identity for the process
+# lifetime (a server loads a handful of tokenizers, never thousands).
+_CACHE_BY_ID: dict[int, tuple[Any, TokenizerProfile]] = {}
+_LOCK = threading.Lock()
+
+
+def profile_for(tokenizer: Any) -> TokenizerProfile:
+    """The cached profile of `tokenizer` (computed on first use; thread-safe)."""
+    try:
+        profile = _CACHE.get(tokenizer)
+        weak = True
+    except TypeError:
+        held = _CACHE_BY_ID.get(id(tokenizer))
+        profile = held[1] if held is not None and held[0] is tokenizer else None
+        weak = False
+    if profile is not None:
+        return profile
+    with _LOCK:
+        profile = TokenizerProfile(tokenizer)
+        if weak:
+            _CACHE[tokenizer] = profile
+        else:
+            _CACHE_BY_ID[id(tokenizer)] = (tokenizer, profile)
+    return profile

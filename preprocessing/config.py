@@ -1,0 +1,108 @@
+"""The preprocessing model's settings, read from its config.pbtxt parameters.
+
+A bad value is a deployment mistake, not a client one: it raises `ConfigError` (a
+ValueError) at model load, naming the parameter, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+DEFAULT_TOKENIZER_DIR = "/engines/tokenizer"
+
+
+class ConfigError(ValueError):
+    """A config.pbtxt parameter of the preprocessing model that cannot be used."""
+
+
+def parameter_values(parameters: Mapping[str, object]) -> dict[str, str]:
+    """Plain strings from either `{"k": "v"}` or Triton's `{"k": {"string_value": "v"}}`."""
+    values: dict[str, str] = {}
+    for key, raw in parameters.items():
+        value = raw.get("string_value") if isinstance(raw, Mapping) else raw
+        if not isinstance(value, str):
+            raise ConfigError(f"parameter {key} must be a string, got {value!r}")
+        values[key] = value.strip()
+    return values
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f'{name} must be "true" or "false", got {value!r}')
+
+
+def parse_positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class PreprocessingLimits:
+    """Caps on what one prompt may ask for; each is checked after tokenization."""
+
+    max_input_len: int = 4096  # prompt tokens
+    max_words: int = 64  # words per stop/bad/embedding-bias list
+    max_word_tokens: int = 32  # tokens per word (its longest tokenization)
+
+    def __post_init__(self) -> None:
+        for name in ("max_input_len", "max_words", "max_word_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> PreprocessingLimits:
+        """Read the limits present in `parameters`; absent ones keep their defaults."""
+        values = parameter_values(parameters)
+        found = {
+            name: parse_positive_int(name, values[name])
+            for name in ("max_input_len", "max_words", "max_word_tokens")
+            if name in values
+        }
+        return cls(**found)
+
+
+@dataclass(frozen=True)
+class PreprocessingSettings:
+    """Everything the preprocessing model reads from its parameters."""
+
+    tokenizer_dir: Path
+    add_special_tokens: bool = True
+    trust_remote_code: bool = False
+    limits: PreprocessingLimits = field(default_factory=PreprocessingLimits)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> PreprocessingSettings:
+        values = parameter_values(parameters)
+        tokenizer_dir = values.get("tokenizer_dir", DEFAULT_TOKENIZER_DIR)
+        if not tokenizer_dir:
+            raise ConfigError("tokenizer_dir must name a tokenizer directory, got ''")
+        if "${" in tokenizer_dir:
+            raise ConfigError(
+                f"tokenizer_dir {tokenizer_dir!r} is an unfilled template placeholder; "
+                "set the tokenizer directory's path"
+            )
+        return cls(
+            tokenizer_dir=Path(tokenizer_dir),
+            add_special_tokens=parse_bool(
+                "add_special_tokens", values.get("add_special_tokens", "true")
+            ),
+            trust_remote_code=parse_bool(
+                "trust_remote_code", values.get("trust_remote_code", "false")
+            ),
+            limits=PreprocessingLimits.from_parameters(values),
+        )

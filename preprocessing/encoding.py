@@ -1,0 +1,208 @@
+"""`PromptEncoder`: text, conversations and word lists to token ids, with every limit.
+
+The one implementation of tokenization for the pipeline: the standalone `preprocessing`
+Triton model and the BLS (in-process) both use it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from preprocessing.chat import check_messages, parse_messages, render_chat
+from preprocessing.config import PreprocessingLimits
+from preprocessing.errors import RequestError
+from preprocessing.text import as_text
+from preprocessing.word_variants import word_token_variants
+
+_WORD_CACHE_SIZE = 4096
+
+
+class PromptEncoder:
+    """Tokenizes prompts and words for one tokenizer, enforcing `limits`.
+
+    Thread-safe: Hugging Face fast tokenizers can fail with "Already borrowed" when one
+    instance is used from several threads at once, so calls into the tokenizer are
+    serialized (they take microseconds to a few milliseconds).
+    """
+
+    def __init__(
+        self, tokenizer, limits: PreprocessingLimits, add_special_tokens: bool = True
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.limits = limits
+        self.add_special_tokens = add_special_tokens
+        self._lock = threading.Lock()
+        self._vocab_size = len(tokenizer)  # len() of a tokenizer is not free: keep it
+        # Words repeat across requests (stop words especially): keep their variants.
+        self._word_cache: OrderedDict[str, list[list[int]]] = OrderedDict()
+        self._single_tokens = frozenset(tokenizer.all_special_tokens) | frozenset(
+            tokenizer.get_added_vocab()
+        )
+
+    # ---- ids the engine needs ----------------------------------------------------------
+
+    @property
+    def end_id(self) -> int | None:
+        """The EOS id (None if the tokenizer has none: the client must send END_ID)."""
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_id(self) -> int | None:
+        """The pad id; tokenizers without one (Llama) pad with EOS."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.end_id
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids the tokenizer can produce (its vocabulary plus added tokens)."""
+        return self._vocab_size
+
+    # ---- prompts -----------------------------------------------------------------------
+
+    def encode_text(self, text: str | bytes, field: str = "text_input") -> list[int]:
+        """Prompt text to ids, with special tokens as configured and never two BOS."""
+        prompt = as_text(text, field)
+        if not prompt:
+            raise RequestError(field, "is empty; send a non-empty prompt")
+        with self._lock:
+            ids = list(self.tokenizer.encode(prompt, add_special_tokens=self.add_special_tokens))
+        ids = self._drop_doubled_bos(prompt, ids)
+        return self._check_prompt_length(ids, field)
+
+    def encode_messages(self, messages_json: str | bytes, field: str = "messages") -> list[int]:
+        """A JSON conversation to ids, through the tokenizer's chat template."""
+        text = as_text(messages_json, field)
+        return self.encode_conversation(parse_messages(text, field), field)
+
+    def encode_conversation(self, messages: Sequence[object], field: str = "messages") -> list[int]:
+        """Already-parsed messages ({role, content}) to ids, through the chat template.
+
+        The rendered template already holds the special tokens where the template puts
+        them (BOS first, usually), so it is encoded without adding any again.
+        """
+        checked = check_messages(messages, field)
+        with self._lock:
+            rendered = render_chat(self.tokenizer, checked, field)
+            ids = list(self.tokenizer.encode(rendered, add_special_tokens=False))
+        if not ids:
+            raise RequestError(field, "renders to an empty prompt with this chat template")
+        return self._check_prompt_length(ids, field)
+
+    def _drop_doubled_bos(self, prompt: str, ids: list[int]) -> list[int]:
+        # The tokenizer adds BOS even when the text starts with the BOS text itself
+        # (e.g. a prompt rendered by a chat template elsewhere); keep only one.
+        bos_token, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
+        if (
+            self.add_special_tokens
+            and bos_token
+            and bos_id is not None
+            and prompt.startswith(bos_token)
+            and ids[:2] == [bos_id, bos_id]
+        ):
+            return ids[1:]
+        return ids
+
+    def _check_prompt_length(self, ids: list[int], field: str) -> list[int]:
+        limit = self.limits.max_input_len
+        if not ids:
+            raise RequestError(field, "tokenizes to no tokens; send a non-empty prompt")
+        if len(ids) > limit:
+            raise RequestError(
+                field,
+                f"the prompt is {len(ids)} tokens, over the limit of {limit} tokens "
+                "(max_input_len)",
+            )
+        return ids
+
+    # ---- stop words, bad words, embedding bias ---------------------------------------
+
+    def word_lists(self, words: Sequence[str | bytes], field: str) -> list[list[int]]:
+        """Every running-text tokenization of every word, duplicates removed.
+
+        Empty words are skipped (they pad ragged batches). Returns token sequences ready
+        for `word_lists.encode_word_list`.
+        """
+        texts = self._word_texts(words, field)
+        sequences: list[list[int]] = []
+        for text in texts:
+            for variant in self._variants(text, field):
+                if variant not in sequences:
+                    sequences.append(variant)
+        return sequences
+
+    def embedding_bias(
+        self,
+        words: Sequence[str | bytes],
+        weights: Sequence[float] | np.ndarray,
+        words_field: str = "embedding_bias_words",
+        weights_field: str = "embedding_bias_weights",
+    ) -> np.ndarray:
+        """A float32 [vocab_size] bias: each token of each word (every form) gets its weight.
+
+        A token shared by several words gets the sum of their weights.
+        """
+        weight_values = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if len(words) != len(weight_values):
+            raise RequestError(
+                words_field,
+                f"has {len(words)} words but {weights_field} has {len(weight_values)} "
+                "weights; send one weight per word",
+            )
+        if not np.all(np.isfinite(weight_values)):
+            raise RequestError(weights_field, "must be finite numbers (no NaN or infinity)")
+        texts = self._word_texts(words, words_field, keep_empty=True)
+        bias = np.zeros(self._vocab_size, dtype=np.float32)
+        for text, weight in zip(texts, weight_values, strict=True):
+            if not text:
+                continue  # padding of a ragged batch
+            tokens = {t for variant in self._variants(text, words_field) for t in variant}
+            bias[sorted(tokens)] += np.float32(weight)
+        return bias
+
+    def _word_texts(
+        self, words: Sequence[str | bytes], field: str, keep_empty: bool = False
+    ) -> list[str]:
+        texts = []
+        for index, word in enumerate(words):
+            texts.append(as_text(word, f"{field}[{index}]"))
+        present = sum(1 for t in texts if t)
+        limit = self.limits.max_words
+        if present > limit:
+            raise RequestError(
+                field, f"has {present} words, over the limit of {limit} words (max_words)"
+            )
+        return texts if keep_empty else [t for t in texts if t]
+
+    def _variants(self, word: str, field: str) -> list[list[int]]:
+        with self._lock:
+            cached = self._word_cache.get(word)
+            if cached is None:
+                cached = word_token_variants(self._encode_plain, word, self._single_tokens)
+                self._word_cache[word] = cached
+                if len(self._word_cache) > _WORD_CACHE_SIZE:
+                    self._word_cache.popitem(last=False)
+            else:
+                self._word_cache.move_to_end(word)
+        limit = self.limits.max_word_tokens
+        longest = max((len(v) for v in cached), default=0)
+        if longest > limit:
+            raise RequestError(
+                field,
+                f"the word {_preview(word)} is {longest} tokens, over the limit of {limit} "
+                "tokens per word (max_word_tokens)",
+            )
+        if not cached:
+            raise RequestError(field, f"the word {_preview(word)} tokenizes to nothing")
+        return [list(v) for v in cached]
+
+    def _encode_plain(self, text: str) -> list[int]:
+        # Called with self._lock held.
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+def _preview(word: str, limit: int = 40) -> str:
+    return repr(word if len(word) <= limit else word[:limit] + "...")

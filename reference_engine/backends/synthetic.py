@@ -1,0 +1,93 @@
+"""Synthetic backend: pseudo-random tokens at a fixed step time, no model compute.
+
+It exists to measure the serving stack's own overhead: every iteration takes
+`step_ms` for the whole batch, whatever its size, and each sequence's tokens are a
+deterministic function of its seed. It needs neither torch nor a checkpoint.
+
+Honoured: bad words (banned tokens are never drawn), min_tokens, end_id policy below.
+Sampling parameters and penalties have no meaning without logits and are not applied.
+end_id (config synthetic_end_id, here `end_id_policy`): < 0 (default) the request's
+end_id is never drawn, so every request runs its full request_output_len (stable
+benchmark lengths); >= 0 draws are uniform over the whole vocabulary, so a draw equal
+to the request's end_id ends the sequence (about once per `vocab_size` tokens).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from reference_engine.backends.base import GenerationBackend
+from reference_engine.types import LiveSequence, StepOutput
+from reference_engine.words import banned_next_tokens
+
+# Prompt + output limit when the config gives none: large, the backend has no cache.
+SYNTHETIC_MAX_SEQ_LEN = 1 << 20
+
+
+class SyntheticBackend(GenerationBackend):
+    name = "synthetic"
+
+    def __init__(
+        self,
+        *,
+        step_ms: float = 20.0,
+        vocab_size: int = 32000,
+        end_id_policy: int = -1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if vocab_size < 2:
+            raise ValueError(f"synthetic_vocab_size must be at least 2, got {vocab_size}")
+        if step_ms < 0:
+            raise ValueError(f"synthetic_step_ms must be >= 0, got {step_ms}")
+        self._step_s = step_ms / 1000.0
+        self._vocab = vocab_size
+        self._end_id_policy = end_id_policy
+        self._sleep = sleep
+        self._uniform_log_prob = -math.log(vocab_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab
+
+    @property
+    def default_max_seq_len(self) -> int:
+        return SYNTHETIC_MAX_SEQ_LEN
+
+    def admit(self, seq: LiveSequence) -> None:
+        seq.backend_state = random.Random(seq.seed)
+
+    def step(self, seqs: Sequence[LiveSequence]) -> list[StepOutput | Exception]:
+        started = time.monotonic()
+        results: list[StepOutput | Exception] = []
+        for seq in seqs:
+            try:
+                results.append(self._draw(seq))
+            except Exception as exc:
+                results.append(exc)
+        # The whole batch takes one step time, like one engine iteration.
+        remaining = self._step_s - (time.monotonic() - started)
+        if remaining > 0:
+            self._sleep(remaining)
+        return results
+
+    def _draw(self, seq: LiveSequence) -> StepOutput:
+        rng: random.Random = seq.backend_state
+        excluded = banned_next_tokens(seq, seq.spec.bad_words)
+        end_id = seq.spec.end_id
+        if end_id is not None and (
+            self._end_id_policy < 0 or len(seq.generated) < seq.sampling.min_length
+        ):
+            excluded.add(end_id)
+        excluded = {t for t in excluded if 0 <= t < self._vocab}
+        if len(excluded) >= self._vocab:
+            raise RuntimeError("every token of the synthetic vocabulary is banned")
+        # Rejection sampling keeps draws a pure function of the seed and the bans.
+        while True:
+            token = rng.randrange(self._vocab)
+            if token not in excluded:
+                break
+        log_prob = self._uniform_log_prob if seq.spec.return_log_probs else None
+        return StepOutput(token_id=token, log_prob=log_prob)

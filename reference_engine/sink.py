@@ -1,0 +1,24 @@
+"""Where the scheduler sends one request's responses.
+
+In Triton it wraps the request's `response_sender` (see `triton_glue.TritonSink`);
+in unit tests it records what was sent (`testing.RecordingSink`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+
+class ResponseSink(Protocol):
+    def send(self, tensors: Mapping[str, np.ndarray] | None, *, final: bool) -> None:
+        """One response. `tensors=None` with final=True sends the FINAL flag alone;
+        `{}` sends a response without tensors."""
+
+    def send_error(self, message: str, code: str) -> None:
+        """One error response (code: a pb_utils.TritonError code name), always FINAL."""
+
+    def is_cancelled(self) -> bool:
+        """Whether the client cancelled the request."""

@@ -1,0 +1,229 @@
+"""The Triton side of the engine, with `pb_utils` passed in (it only exists inside the
+Python-backend stub, so nothing here imports it; tests pass a stand-in).
+
+`TritonEngineModel` is what `triton_model/1/model.py` delegates to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from preprocessing.errors import RequestError
+from reference_engine.backends import create_backend
+from reference_engine.config import EngineConfig, parameters_from_model_config
+from reference_engine.contract import (
+    SUPPORTED_INPUTS,
+    UNSUPPORTED_INPUTS,
+    ContractDefaults,
+    EngineLimits,
+    parse_request,
+)
+from reference_engine.metrics import CANCEL_REASONS
+from reference_engine.scheduler import Scheduler
+from reference_engine.types import StopRequest
+
+logger = logging.getLogger("reference_engine")
+
+BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+class TritonSink:
+    """ResponseSink over one request's pb_utils response sender."""
+
+    def __init__(self, pb_utils: Any, request: Any) -> None:
+        self._pb = pb_utils
+        self._request = request
+        self._sender = request.get_response_sender()
+
+    def send(self, tensors: Mapping[str, np.ndarray] | None, *, final: bool) -> None:
+        flags = self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
+        if tensors is None:
+            self._sender.send(flags=flags)
+            return
+        outputs = [
+            self._pb.Tensor(name, np.ascontiguousarray(arr)) for name, arr in tensors.items()
+        ]
+        self._sender.send(self._pb.InferenceResponse(output_tensors=outputs), flags=flags)
+
+    def send_error(self, message: str, code: str) -> None:
+        error_cls = self._pb.TritonError
+        error = error_cls(message, getattr(error_cls, code, error_cls.INTERNAL))
+        self._sender.send(
+            self._pb.InferenceResponse(output_tensors=[], error=error),
+            flags=self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+        )
+
+    def is_cancelled(self) -> bool:
+        # Both exist in python_backend 2.51; the sender's is the one documented for
+        # decoupled models that answer after execute() returned.
+        checker = getattr(self._sender, "is_cancelled", None) or self._request.is_cancelled
+        return bool(checker())
+
+
+class TritonMetrics:
+    """EngineMetrics as Triton custom metrics (served on the metrics port)."""
+
+    def __init__(self, pb_utils: Any, model_name: str) -> None:
+        family = pb_utils.MetricFamily
+        labels = {"model": model_name}
+        # Families must outlive their metrics: keep references to both.
+        self._families = {
+            "requests": family(
+                name="reference_engine_requests_total",
+                description="Generation requests received by the reference engine",
+                kind=family.COUNTER,
+            ),
+            "cancelled": family(
+                name="reference_engine_cancelled_total",
+                description="Requests ended early by a stop request or a client cancel",
+                kind=family.COUNTER,
+            ),
+            "tokens": family(
+                name="reference_engine_generated_tokens_total",
+                description="Tokens generated (end_id not counted)",
+                kind=family.COUNTER,
+            ),
+            "active": family(
+                name="reference_engine_active_sequences",
+                description="Sequences being generated now",
+                kind=family.GAUGE,
+            ),
+            "batch": family(
+                name="reference_engine_batch_size",
+                description="Sequences advanced per engine iteration",
+                kind=family.HISTOGRAM,
+            ),
+        }
+        self._requests = self._families["requests"].Metric(labels=labels)
+        self._cancelled = {
+            reason: self._families["cancelled"].Metric(labels={**labels, "reason": reason})
+            for reason in CANCEL_REASONS
+        }
+        self._tokens = self._families["tokens"].Metric(labels=labels)
+        self._active = self._families["active"].Metric(labels=labels)
+        self._batch = self._families["batch"].Metric(labels=labels, buckets=BATCH_SIZE_BUCKETS)
+
+    def request_received(self) -> None:
+        self._requests.increment(1)
+
+    def cancelled(self, reason: str) -> None:
+        self._cancelled[reason].increment(1)
+
+    def tokens_generated(self, count: int) -> None:
+        if count:
+            self._tokens.increment(count)
+
+    def set_active_sequences(self, count: int) -> None:
+        self._active.set(count)
+
+    def observe_batch_size(self, size: int) -> None:
+        self._batch.observe(size)
+
+
+class PbLoggerHandler(logging.Handler):
+    """Forwards the package's log records to pb_utils.Logger (Triton's log)."""
+
+    def __init__(self, pb_utils: Any) -> None:
+        super().__init__()
+        self._logger = pb_utils.Logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self._logger.log_error(message)
+            elif record.levelno >= logging.WARNING:
+                self._logger.log_warn(message)
+            else:
+                self._logger.log_info(message)
+        except Exception:  # logging must never break the engine
+            pass
+
+
+def read_inputs(pb_utils: Any, request: Any) -> dict[str, np.ndarray]:
+    """Every contract input the request carries, as numpy arrays."""
+    inputs: dict[str, np.ndarray] = {}
+    for name in (*SUPPORTED_INPUTS, *UNSUPPORTED_INPUTS):
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is not None:
+            inputs[name] = tensor.as_numpy()
+    return inputs
+
+
+class TritonEngineModel:
+    """initialize / execute / finalize of the `tensorrt_llm` stand-in."""
+
+    def __init__(self, pb_utils: Any, args: Mapping[str, str]) -> None:
+        self._pb = pb_utils
+        handler = PbLoggerHandler(pb_utils)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root = logging.getLogger("reference_engine")
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        self._handler = handler
+
+        model_config = json.loads(args["model_config"])
+        if not pb_utils.using_decoupled_model_transaction_policy(model_config):
+            raise ValueError(
+                "the tensorrt_llm stand-in must be decoupled "
+                "(model_transaction_policy { decoupled: true })"
+            )
+        self.config = EngineConfig.from_parameters(parameters_from_model_config(model_config))
+        self.backend = create_backend(self.config)
+        max_seq_len = self.config.max_seq_len or self.backend.default_max_seq_len
+        self.limits = EngineLimits(max_seq_len=max_seq_len, vocab_size=self.backend.vocab_size)
+        self.defaults = ContractDefaults(
+            exclude_input_in_output=self.config.exclude_input_in_output
+        )
+        model_name = args.get("model_name", "tensorrt_llm")
+        self.scheduler = Scheduler(
+            self.backend,
+            max_active_sequences=self.config.max_active_sequences,
+            random_seed=self.config.random_seed,
+            cancellation_check_period_ms=self.config.cancellation_check_period_ms,
+            metrics=TritonMetrics(pb_utils, model_name),
+        )
+        self.scheduler.start()
+        logger.info(
+            "ready: backend=%s max_seq_len=%d vocab=%d max_active_sequences=%d",
+            self.config.generation_backend,
+            max_seq_len,
+            self.backend.vocab_size,
+            self.config.max_active_sequences,
+        )
+
+    def execute(self, requests: list) -> None:
+        """Hand each request to the scheduler and return at once (decoupled)."""
+        for request in requests:
+            try:
+                self._accept(request)
+            except Exception:  # never raise from execute: the stream would hang
+                logger.exception("could not accept a request")
+        return None
+
+    def _accept(self, request: Any) -> None:
+        sink = TritonSink(self._pb, request)
+        try:
+            parsed = parse_request(
+                read_inputs(self._pb, request), request.request_id(), self.limits, self.defaults
+            )
+        except RequestError as exc:
+            sink.send_error(str(exc), exc.code)
+            return
+        except Exception as exc:
+            logger.exception("could not read a request")
+            sink.send_error(f"could not read the request: {exc}", "INTERNAL")
+            return
+        if isinstance(parsed, StopRequest):
+            self.scheduler.stop(parsed.request_id, sink)
+        else:
+            self.scheduler.submit(parsed, sink)
+
+    def finalize(self) -> None:
+        self.scheduler.shutdown()
+        logging.getLogger("reference_engine").removeHandler(self._handler)

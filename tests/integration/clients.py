@@ -1,0 +1,81 @@
+"""Small clients for the integration tests: HTTP generate, SSE streams, gRPC, metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from bls.client import StreamedResponse, stream_generate
+
+BLS = "tensorrt_llm_bls"
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    body: dict
+
+    @property
+    def error(self) -> str:
+        return self.body.get("error", "")
+
+
+def http_generate(base_url: str, body: dict, model: str = BLS, timeout_s: float = 120) -> HttpReply:
+    request = urllib.request.Request(
+        f"{base_url}/v2/models/{model}/generate",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            return HttpReply(reply.status, json.loads(reply.read()))
+    except urllib.error.HTTPError as error:
+        return HttpReply(error.code, json.loads(error.read() or b"{}"))
+
+
+def http_generate_stream(
+    base_url: str, body: dict, model: str = BLS, timeout_s: float = 120
+) -> list[dict]:
+    """Every server-sent event of /generate_stream, decoded."""
+    request = urllib.request.Request(
+        f"{base_url}/v2/models/{model}/generate_stream",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            raw = reply.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return [{"status": error.code, **json.loads(error.read() or b"{}")}]
+    return [
+        json.loads(line[len("data: ") :]) for line in raw.splitlines() if line.startswith("data: ")
+    ]
+
+
+def grpc_generate(grpc_url: str, inputs: dict, timeout_s: float = 120) -> list[StreamedResponse]:
+    return list(stream_generate(grpc_url, inputs, timeout_s=timeout_s))
+
+
+def grpc_text(responses: list[StreamedResponse]) -> str:
+    return "".join(r.text() for r in responses if "text_output" in r.outputs)
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
+
+
+def metric(metrics_url: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus metric's samples whose labels include `labels`."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line.strip())
+        if not match or match.group(1) != name:
+            continue
+        label_text = match.group(2) or ""
+        if all(f'{key}="{value}"' in label_text for key, value in labels.items()):
+            total += float(match.group(3))
+    return total
