@@ -104,7 +104,8 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
         inputs["embedding_bias"] = np.tile(prompts.embedding_bias.astype(np.float32), (rows, 1))
 
     sampling = request.sampling
-    # Only what the client gave: left out, the engine applies its own defaults.
+    # Only what the client gave: left out, the engine applies its own defaults. Names as
+    # the C++ backend of TensorRT-LLM 0.1x-1.x declares them (older: min_length, random_seed).
     optional: list[tuple[str, object, type]] = [
         ("runtime_top_k", sampling.top_k, np.int32),
         ("runtime_top_p", sampling.top_p, np.float32),
@@ -113,8 +114,8 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
         ("repetition_penalty", sampling.repetition_penalty, np.float32),
         ("presence_penalty", sampling.presence_penalty, np.float32),
         ("frequency_penalty", sampling.frequency_penalty, np.float32),
-        ("min_length", sampling.min_tokens, np.int32),
-        ("random_seed", sampling.seed, np.uint64),
+        ("min_tokens", sampling.min_tokens, np.int32),
+        ("seed", sampling.seed, np.uint64),
     ]
     if sampling.num_return_sequences != 1:
         optional.append(("num_return_sequences", sampling.num_return_sequences, np.int32))

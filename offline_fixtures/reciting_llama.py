@@ -61,7 +61,7 @@ def build_reciting_llama(out_dir: Path, tokenizer_dir: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     eos_id = tokenizer.eos_token_id
-    sequences = [tokenizer.encode(recital.text) + [eos_id] for recital in RECITALS]
+    sequences = [[*tokenizer.encode(recital.text), eos_id] for recital in RECITALS]
     longest = max(len(ids) for ids in sequences)
     input_ids = torch.full((len(sequences), longest), eos_id)
     attention = torch.zeros((len(sequences), longest), dtype=torch.long)

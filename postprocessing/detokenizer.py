@@ -13,19 +13,28 @@ Contract (checked by the property tests in tests/unit/test_detokenizer_propertie
 - the work per token does not grow with the length of the sequence: every decode
   covers a bounded window (a few ids of context plus the held-back ids).
 
-How: for fast tokenizers the Rust `tokenizers.decoders.DecodeStream` does the work.
-Beside it we keep, in Python, which ids have been emitted (the last few, as context)
-and which are still held back; that is enough to (a) continue with a window decode
-when DecodeStream raises ("Invalid prefix encountered while decoding stream", seen on
-id sequences that are not text), (b) produce at `finish()` what the full decode shows
-for an unfinished trailing character (DecodeStream has no flush), and (c) export the
-state. Slow tokenizers use the window decode throughout:
+How. The window decode, used by slow tokenizers throughout:
     new text = decode(context + held) minus decode(context),
 emitted only when it is final by the rules above, after which the held ids become
 context. The window keeps the tokenizer's leading-space rule right (a sentencepiece
 decode strips the leading space of its FIRST token only): the first token of every
 window is a context token whose text was emitted earlier, so the strip applies to both
-decodes and cancels out.
+decodes and cancels out. The context is the last 4 emitted ids, more while they decode
+to whitespace alone (slow sentencepiece decodes strip ALL leading whitespace).
+
+Fast tokenizers: the Rust `tokenizers.decoders.DecodeStream` does the work (the same
+window method in Rust, about twice as fast). Beside it we keep, in Python, which ids
+have been emitted (the last few, as context) and which are held back; that is enough to
+(a) continue with the window decode when DecodeStream raises ("Invalid prefix
+encountered while decoding stream", seen on id sequences that are not text), (b) give
+at `finish()` what the full decode shows for an unfinished trailing character
+(DecodeStream has no flush), (c) export the state. Byte-fallback pieces never go to
+DecodeStream: it returns a run's text before the run has ended, and does not always
+notice when a later byte turns the run into U+FFFD; the window decode holds the run and
+a fresh stream, primed with the context, starts after it.
+
+Skipped special tokens are dropped on arrival: the full decode removes them before its
+decoder runs (they do not even end a byte-piece run), so they must not count as context.
 
 Limits, by design: if more than MAX_PENDING_IDS ids in a row cannot be emitted (a model
 producing an endless run of byte pieces or of unfinished characters), the detokenizer
@@ -52,7 +61,7 @@ REPLACEMENT_CHARACTER = "\ufffd"
 # decoders (Metaspace/Strip/ByteLevel/ByteFallback only look at the window's first
 # token); a few more is cheap insurance. Extended up to MAX_CONTEXT_IDS while the
 # context decodes to whitespace alone (see _context).
-_CONTEXT_IDS = 0
+_CONTEXT_IDS = 4
 
 
 class IncrementalDetokenizer:
@@ -258,7 +267,7 @@ class IncrementalDetokenizer:
                 text = self._profile.decode_window(context, self._options) if context else ""
                 if size >= len(history) or text.strip():
                     break
-                size = min(2 * size, len(history))
+                size = min(max(1, 2 * size), len(history))
             self._context_cache = (context, text)
         return self._context_cache
 

@@ -44,7 +44,7 @@ class TokenizerProfile:
         # pin it forever). Detokenizers hold the tokenizer strongly themselves.
         self._tokenizer_ref = _reference(tokenizer)
         self.is_transformers = not isinstance(tokenizer, RustTokenizer)
-        self.has_rust = self._rust_of(tokenizer) is not None
+        self.has_rust = _rust_decode_is_exact(tokenizer)
         self.vocab_size = self._vocab_size()
         self.special_ids = frozenset(self._special_ids())
         self.byte_piece_ids = frozenset(self._byte_piece_ids())
@@ -60,17 +60,11 @@ class TokenizerProfile:
 
     @property
     def rust(self) -> RustTokenizer | None:
-        """The Rust tokenizer behind a fast tokenizer (or the bare one), else None."""
-        return self._rust_of(self.tokenizer)
-
-    @staticmethod
-    def _rust_of(tokenizer: Any) -> RustTokenizer | None:
-        if isinstance(tokenizer, RustTokenizer):
-            return tokenizer
-        backend = getattr(tokenizer, "_tokenizer", None)
-        if getattr(tokenizer, "is_fast", False) and isinstance(backend, RustTokenizer):
-            return backend
-        return None
+        """The Rust tokenizer whose decode IS this tokenizer's decode, else None."""
+        if not self.has_rust:
+            return None
+        tokenizer = self.tokenizer
+        return tokenizer if isinstance(tokenizer, RustTokenizer) else tokenizer._tokenizer
 
     # -- decoding ---------------------------------------------------------------------
     def decode_full(self, ids: Sequence[int], options: DecodeOptions) -> str:
@@ -149,6 +143,37 @@ class TokenizerProfile:
             if token_id is not None and self.tokenizer.convert_ids_to_tokens(token_id) == piece:
                 found.add(int(token_id))
         return found
+
+
+# Where transformers itself defines decode() (base class) and the fast _decode() (5.x
+# module, then 4.x module).
+_TRANSFORMERS_DECODE_MODULES = frozenset(
+    {
+        "transformers.tokenization_utils_base",
+        "transformers.tokenization_utils_tokenizers",
+        "transformers.tokenization_utils_fast",
+    }
+)
+
+
+def _rust_decode_is_exact(tokenizer: Any) -> bool:
+    """Whether decoding through the Rust tokenizer gives exactly `tokenizer.decode`.
+
+    True for bare Rust tokenizers and for fast transformers tokenizers whose class
+    keeps transformers' own decode (with clean-up off, that decode is the Rust one). A
+    class that overrides decode (a few models post-process the text) gets the generic
+    path: the window decode through `tokenizer.decode` itself, and no DecodeStream.
+    """
+    if isinstance(tokenizer, RustTokenizer):
+        return True
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if not getattr(tokenizer, "is_fast", False) or not isinstance(backend, RustTokenizer):
+        return False
+    for method in ("decode", "_decode"):
+        definer = next((cls for cls in type(tokenizer).__mro__ if method in cls.__dict__), None)
+        if definer is None or definer.__module__ not in _TRANSFORMERS_DECODE_MODULES:
+            return False
+    return True
 
 
 def _reference(tokenizer: Any) -> Any:

@@ -13,7 +13,11 @@ class EngineMetrics(Protocol):
     def request_received(self) -> None: ...
 
     def cancelled(self, reason: str) -> None:
-        """reason: one of CANCEL_REASONS."""
+        """A request ended early; reason: one of CANCEL_REASONS."""
+
+    def stop_request_received(self, matched: bool) -> None:
+        """A stop=true request arrived; `matched`: it named a request still in flight
+        (False when that request had already finished, a normal race)."""
 
     def tokens_generated(self, count: int) -> None: ...
 
@@ -28,6 +32,9 @@ class NullMetrics:
         pass
 
     def cancelled(self, reason: str) -> None:
+        pass
+
+    def stop_request_received(self, matched: bool) -> None:
         pass
 
     def tokens_generated(self, count: int) -> None:
@@ -47,6 +54,7 @@ class InMemoryMetrics:
         self._lock = threading.Lock()
         self.requests = 0
         self.cancels: Counter[str] = Counter()
+        self.stop_requests: Counter[bool] = Counter()
         self.tokens = 0
         self.active_sequences = 0
         self.batch_sizes: list[int] = []
@@ -58,6 +66,10 @@ class InMemoryMetrics:
     def cancelled(self, reason: str) -> None:
         with self._lock:
             self.cancels[reason] += 1
+
+    def stop_request_received(self, matched: bool) -> None:
+        with self._lock:
+            self.stop_requests[matched] += 1
 
     def tokens_generated(self, count: int) -> None:
         with self._lock:

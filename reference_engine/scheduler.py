@@ -213,9 +213,17 @@ class Scheduler:
             if isinstance(command, _Submit):
                 self._register(command.request, command.sink)
             else:
+                matched = False
                 for request in self._requests.values():
                     if request.request_id == command.request_id and request.cancel_reason is None:
                         request.cancel_reason = "stop_request"
+                        matched = True
+                self._metrics.stop_request_received(matched)
+                if not matched:
+                    logger.info(
+                        "stop request for id=%r: no such request in flight (already finished?)",
+                        command.request_id,
+                    )
                 stop_sinks.append(command.sink)
         return stop_sinks
 

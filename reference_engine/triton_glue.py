@@ -83,6 +83,11 @@ class TritonMetrics:
                 description="Requests ended early by a stop request or a client cancel",
                 kind=family.COUNTER,
             ),
+            "stops": family(
+                name="reference_engine_stop_requests_total",
+                description="stop=true requests received (matched: a request was in flight)",
+                kind=family.COUNTER,
+            ),
             "tokens": family(
                 name="reference_engine_generated_tokens_total",
                 description="Tokens generated (end_id not counted)",
@@ -104,6 +109,12 @@ class TritonMetrics:
             reason: self._families["cancelled"].Metric(labels={**labels, "reason": reason})
             for reason in CANCEL_REASONS
         }
+        self._stops = {
+            matched: self._families["stops"].Metric(
+                labels={**labels, "matched": "true" if matched else "false"}
+            )
+            for matched in (True, False)
+        }
         self._tokens = self._families["tokens"].Metric(labels=labels)
         self._active = self._families["active"].Metric(labels=labels)
         self._batch = self._families["batch"].Metric(labels=labels, buckets=BATCH_SIZE_BUCKETS)
@@ -113,6 +124,9 @@ class TritonMetrics:
 
     def cancelled(self, reason: str) -> None:
         self._cancelled[reason].increment(1)
+
+    def stop_request_received(self, matched: bool) -> None:
+        self._stops[matched].increment(1)
 
     def tokens_generated(self, count: int) -> None:
         if count:

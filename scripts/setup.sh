@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # tritonserver's Python backend stub embeds the system libpython and imports packages
 # through the `python3` first on PATH, so the environment must be made from that same
-# Python build (see docs/local-server.md). PYTHON overrides the choice.
+# Python build (README, "The local server"). PYTHON overrides the choice.
 pick_python() {
   if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
   for candidate in /usr/bin/python3.12 /usr/bin/python3.11 /usr/bin/python3.10 /usr/bin/python3; do

@@ -39,7 +39,7 @@ def http_generate(base_url: str, body: dict, model: str = BLS, timeout_s: float 
 def http_generate_stream(
     base_url: str, body: dict, model: str = BLS, timeout_s: float = 120
 ) -> list[dict]:
-    """Every server-sent event of /generate_stream, decoded."""
+    """Every server-sent event of /generate_stream, decoded; an error event gets "status"."""
     request = urllib.request.Request(
         f"{base_url}/v2/models/{model}/generate_stream",
         data=json.dumps(body).encode(),
@@ -47,9 +47,13 @@ def http_generate_stream(
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            raw = reply.read().decode("utf-8")
+            return _events(reply.read().decode("utf-8"))
     except urllib.error.HTTPError as error:
-        return [{"status": error.code, **json.loads(error.read() or b"{}")}]
+        # Errors come as an event too, with the HTTP status of the error.
+        return [{"status": error.code, **event} for event in _events(error.read().decode("utf-8"))]
+
+
+def _events(raw: str) -> list[dict]:
     return [
         json.loads(line[len("data: ") :]) for line in raw.splitlines() if line.startswith("data: ")
     ]

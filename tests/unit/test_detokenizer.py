@@ -154,6 +154,16 @@ def test_special_tokens_in_the_middle(sp, bpe, skip):
             assert (shown in "".join(one_by_one(tokenizer, ids, skip))) is not skip
 
 
+def test_a_long_run_of_skipped_special_tokens_keeps_the_next_space(sp):
+    # Longer than the context window: were the special ids kept as context, the next
+    # word would be the window's first visible token and lose its leading space.
+    eos = sp.convert_tokens_to_ids("</s>")
+    ids = [*sp.encode("hello", add_special_tokens=False), *[eos] * 100]
+    ids += sp.encode("world", add_special_tokens=False)  # "▁world"
+    assert full(sp, ids) == "hello world"
+    assert "".join(one_by_one(sp, ids)) == "hello world"
+
+
 def test_skipped_special_tokens_follow_the_rust_decode_not_all_special_ids(bpe):
     # Chat header tokens are special in tokenizer.json but not in all_special_ids.
     header = bpe.convert_tokens_to_ids("<|start_header_id|>")
@@ -170,6 +180,24 @@ def test_byte_pieces_split_by_a_skipped_special_token_still_form_one_character(s
     assert full(sp, ids, skip=True) == "ꙮ"
     assert "".join(one_by_one(sp, ids, skip=True)) == "ꙮ"
     assert "".join(one_by_one(sp, ids, skip=False)) == full(sp, ids, skip=False)
+
+
+def test_a_tokenizer_class_that_overrides_decode_is_followed_not_bypassed(sp):
+    class Shouting(type(sp)):
+        """A model-specific tokenizer post-processing its decode (like a few do)."""
+
+        def _decode(self, token_ids, **kwargs):
+            return super()._decode(token_ids, **kwargs).upper()
+
+    shouting = Shouting.from_pretrained(ensure_fixtures().sentencepiece_tokenizer)
+    # Its decode is not the Rust decode any more: neither DecodeStream nor the Rust
+    # tokenizer may be used behind its back.
+    assert profile_for(sp).supports_decode_stream
+    assert not profile_for(shouting).supports_decode_stream
+    assert profile_for(shouting).rust is None
+    ids = shouting.encode("Hello 今天 ꙮ wörld", add_special_tokens=True)
+    assert full(shouting, ids) == "HELLO 今天 ꙮ WÖRLD"
+    assert "".join(one_by_one(shouting, ids)) == "HELLO 今天 ꙮ WÖRLD"
 
 
 def test_push_accepts_chunks_numpy_and_empty_input(sp):
@@ -211,7 +239,9 @@ def test_an_endless_run_of_held_back_ids_stays_bounded(sp):
 
 def test_state_is_small_whatever_the_length(sp, bpe):
     for tokenizer in (sp, bpe):
-        ids = tokenizer.encode("def f(x):\n    return x  # 天气 🍕\n" * 300, add_special_tokens=False)
+        ids = tokenizer.encode(
+            "def f(x):\n    return x  # 天气 🍕\n" * 300, add_special_tokens=False
+        )
         detokenizer = IncrementalDetokenizer(tokenizer)
         for token_id in ids:
             detokenizer.push([token_id])

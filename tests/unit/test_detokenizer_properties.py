@@ -11,8 +11,8 @@ anywhere), streamed one id at a time or in random chunks:
 - a detokenizer restored from its JSON state mid-stream returns the same deltas.
 
 Tokenizers: both fixture tokenizers (fast), the sentencepiece one also slow (pure
-Python, from tokenizer.model), as a bare `tokenizers.Tokenizer`, and fast with
-DecodeStream unavailable (as with tokenizers < 0.21); plus, when the environment
+Python, from tokenizer.model) and as a bare `tokenizers.Tokenizer`, and both fast with
+DecodeStream unavailable (as with tokenizers < 0.21: the window decode alone); plus, when the environment
 variable LLM_BLS_EXTRA_TOKENIZER_DIR names a directory, the tokenizer there (and its
 tokenizer.json / tokenizer.model on their own).
 """
@@ -80,6 +80,7 @@ LOADERS = {
     "sentencepiece-no-stream": lambda: _without_decode_stream(
         ensure_fixtures().sentencepiece_tokenizer
     ),
+    "bpe-no-stream": lambda: _without_decode_stream(ensure_fixtures().bpe_tokenizer),
     "extra": lambda: load_tokenizer(_extra_dir()),
     "extra-tokenizer.json": lambda: Tokenizer.from_file(str(_extra_dir() / "tokenizer.json")),
     "extra-tokenizer.model": lambda: _slow_sentencepiece(_extra_dir() / "tokenizer.model"),
@@ -92,7 +93,7 @@ EXTRA_FILES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tokenizer_named(name: str):
     if name.startswith("extra"):
         directory = _extra_dir()
@@ -176,7 +177,7 @@ def random_ids(tokenizer) -> st.SearchStrategy[list[int]]:
     # Byte pieces and special tokens are where decoders are fragile: draw them often.
     fragile = sorted(profile.byte_piece_ids | profile.special_ids)
     ids = st.one_of(anywhere, st.sampled_from(fragile)) if fragile else anywhere
-    return st.lists(ids, max_size=48)
+    return st.lists(ids, min_size=8, max_size=64)
 
 
 # --- running a stream -------------------------------------------------------------------

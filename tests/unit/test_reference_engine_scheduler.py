@@ -270,6 +270,7 @@ def test_stop_request_ends_streaming_request_and_answers_itself():
     assert stopper.responses == [stopper.responses[0]] and stopper.responses[0].final
     assert stopper.responses[0].tensors == {}
     assert metrics.cancels["stop_request"] == 1
+    assert metrics.stop_requests == {True: 1}
     assert [s.spec.prompt[0] for s in backend.released][:1] == [1]
     drive(sched, [other])
     assert other.tokens() == [120, 121, 122, 123, 124]
@@ -291,11 +292,14 @@ def test_stop_request_non_streaming_returns_tokens_so_far():
 
 
 def test_stop_for_unknown_id_just_answers():
-    sched = Scheduler(ScriptedBackend())
+    metrics = InMemoryMetrics()
+    sched = Scheduler(ScriptedBackend(), metrics=metrics)
     stopper = RecordingSink()
     sched.stop("nobody", stopper)
     sched.run_once()
     assert stopper.finals == 1 and stopper.error is None
+    assert metrics.stop_requests == {False: 1}
+    assert metrics.cancels == {}
 
 
 def test_client_cancellation_ends_with_cancelled_error():
@@ -410,7 +414,7 @@ class TimedSink(RecordingSink):
 
 
 def test_thread_serves_concurrent_streams_interleaved():
-    """The real thread with the synthetic backend: 16 streams of 8 tokens each all get
+    """The real thread with the synthetic backend: 16 streams of 20 tokens each all get
     their first token before any of them finishes."""
     backend = SyntheticBackend(step_ms=5, vocab_size=50)
     metrics = InMemoryMetrics()
@@ -419,10 +423,10 @@ def test_thread_serves_concurrent_streams_interleaved():
     try:
         sinks = [TimedSink() for _ in range(16)]
         for i, sink in enumerate(sinks):
-            sched.submit(request([[i + 1]], 8, streaming=b(True)), sink)
+            sched.submit(request([[i + 1]], 20, streaming=b(True)), sink)
         for sink in sinks:
             assert sink.wait_done(10)
-        assert all(len(s.tokens()) == 8 and s.finals == 1 for s in sinks)
+        assert all(len(s.tokens()) == 20 and s.finals == 1 for s in sinks)
         last_first_token = max(s.times[0] for s in sinks)
         first_finish = min(s.times[-1] for s in sinks)
         assert last_first_token < first_finish

@@ -219,6 +219,8 @@ def test_stop_request_ends_stream_and_counts_cancel(engine):
     assert stop_flags == FINAL and stop_response.tensors == {} and stop_response.error is None
     assert metric("reference_engine_cancelled_total", reason="stop_request").value == 1
     assert metric("reference_engine_cancelled_total", reason="client").value == 0
+    assert metric("reference_engine_stop_requests_total", matched="true").value == 1
+    assert metric("reference_engine_stop_requests_total", matched="false").value == 0
     assert any("cancelled request id='abc'" in line for line in LOG)
 
 

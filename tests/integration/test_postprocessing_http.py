@@ -1,0 +1,93 @@
+"""The `postprocessing` model in a real tritonserver: decode, stateless streaming, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from local_triton.staging import StagingPlan, default_model_repository
+from local_triton.testing import staged_server
+from preprocessing import load_tokenizer
+
+pytestmark = pytest.mark.integration
+
+httpclient = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(fixture_paths):
+    plan = StagingPlan(
+        source=default_model_repository(),
+        tokenizer_dir=fixture_paths.sentencepiece_tokenizer,
+        only=frozenset({"postprocessing"}),
+    )
+    with staged_server(plan) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    url = server.http_url.split("://", 1)[-1]
+    with httpclient.InferenceServerClient(url) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def tokenizer(fixture_paths):
+    return load_tokenizer(fixture_paths.sentencepiece_tokenizer)
+
+
+def tensor(name, array, datatype):
+    value = httpclient.InferInput(name, list(array.shape), datatype)
+    value.set_data_from_numpy(array)
+    return value
+
+
+def call(client, ids_rows, state=None, finish=None):
+    width = max(len(ids) for ids in ids_rows)
+    tokens = np.zeros((len(ids_rows), 1, width), dtype=np.int32)
+    for row, ids in enumerate(ids_rows):
+        tokens[row, 0, : len(ids)] = ids
+    lengths = np.array([[len(ids)] for ids in ids_rows], dtype=np.int32)
+    inputs = [tensor("TOKENS_BATCH", tokens, "INT32"), tensor("SEQUENCE_LENGTH", lengths, "INT32")]
+    if state is not None:
+        inputs.append(tensor("DETOKENIZER_STATE", np.array(state, dtype=object), "BYTES"))
+    if finish is not None:
+        inputs.append(tensor("FINISH", np.array(finish, dtype=bool), "BOOL"))
+    return client.infer("postprocessing", inputs)
+
+
+def test_whole_decode_of_a_batch(client, tokenizer):
+    texts = ["Hello, world!", "今天天气很好 🍕 ꙮ"]
+    ids = [tokenizer.encode(text, add_special_tokens=True) for text in texts]
+    result = call(client, ids)
+    assert [row[0].decode() for row in result.as_numpy("OUTPUT")] == texts
+
+
+def test_stateless_streaming_one_token_per_call(client, tokenizer):
+    text = "Streaming 今天 👨‍👩‍👧‍👦 Ångström ꙮ done."
+    ids = tokenizer.encode(text, add_special_tokens=True)
+    state = [[b""]]
+    collected = ""
+    for index, token_id in enumerate(ids):
+        last = index == len(ids) - 1
+        result = call(client, [[token_id]], state=state, finish=[[last]])
+        delta = result.as_numpy("OUTPUT")[0, 0].decode()
+        assert "\ufffd" not in delta
+        collected += delta
+        state = result.as_numpy("DETOKENIZER_STATE").tolist()
+    assert collected == text
+    assert json.loads(state[0][0])["finished"] is True
+
+
+def test_bad_input_is_an_invalid_arg_naming_the_field(client, tokenizer):
+    ids = tokenizer.encode("hello", add_special_tokens=False)
+    with pytest.raises(InferenceServerException, match="DETOKENIZER_STATE: row 0, beam 0"):
+        call(client, [ids], state=[[b"{not json"]])
+    with pytest.raises(InferenceServerException, match=r"TOKENS_BATCH: .*outside"):
+        call(client, [[len(tokenizer) + 5]])
+    with pytest.raises(InferenceServerException, match="FINISH: is only meaningful"):
+        call(client, [ids], finish=[[True]])
