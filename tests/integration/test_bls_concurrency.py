@@ -18,7 +18,7 @@ from tests.integration.clients import metric
 
 pytestmark = pytest.mark.integration
 
-TOKENS = 50  # at 20 ms a step: one stream takes about a second
+TOKENS = 50  # at 30 ms a step: one stream takes about 1.5 s
 
 
 def test_64_concurrent_streams_take_under_3x_one_stream(synthetic_server):

@@ -1,0 +1,102 @@
+"""From a checkpoint to a served pipeline, with the commands users run.
+
+`llm-bls-build --engine reference` writes a repository; `llm-bls-serve` serves it as is;
+`llm-bls-serve --demo` (the README's first command) serves the embedded default.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local_triton.server import free_port
+from tests.integration.clients import http_generate, http_generate_stream
+from tests.integration.test_launcher import nothing_listens_on, wait_ready
+
+pytestmark = pytest.mark.integration
+
+
+def serve_until_stopped(args: list[str], check) -> None:
+    """Run llm-bls-serve with `args`, run `check(url)` once ready, then SIGTERM it."""
+    http_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_triton.cli", *args, "--http-port", str(http_port), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_ready(url, process, timeout_s=180)
+        check(url)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, output
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert nothing_listens_on(http_port)
+
+
+def test_build_with_reference_engine_then_serve_end_to_end(fixture_paths, tmp_path: Path):
+    output_dir = tmp_path / "deploy"
+    built = subprocess.run(
+        [
+            sys.executable,
+            "build_engines.py",
+            "--checkpoint",
+            str(fixture_paths.reciting_llama),
+            "--output-dir",
+            str(output_dir),
+            "--engine",
+            "reference",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    repository = output_dir / "model_repository"
+    assert sorted(p.name for p in repository.iterdir()) == [
+        "postprocessing",
+        "preprocessing",
+        "tensorrt_llm",
+        "tensorrt_llm_bls",
+    ]
+
+    def check(url: str) -> None:
+        reply = http_generate(url, {"text_input": "Once upon a time,", "max_tokens": 40})
+        assert reply.status == 200, reply.body
+        assert reply.body["text_output"] == (
+            "in a small village by the sea 🌊, there lived an old fisherman."
+        )
+        events = http_generate_stream(
+            url,
+            {
+                "text_input": "The quick brown",
+                "max_tokens": 40,
+                "stream": True,
+                "stop_words": ["lazy"],
+            },
+        )
+        assert "".join(e["text_output"] for e in events) == "fox jumps over the "
+        assert events[-1]["stop_reason"] == "lazy"
+
+    serve_until_stopped(["--model-repository", str(repository)], check)
+
+
+def test_demo_serves_the_embedded_default(fixture_paths):
+    def check(url: str) -> None:
+        reply = http_generate(
+            url, {"text_input": "Hello 世界", "max_tokens": 8, "return_num_output_tokens": True}
+        )
+        assert reply.status == 200, reply.body
+        assert reply.body["num_output_tokens"] == 8
+        assert reply.body["finish_reason"] == "length"
+
+    serve_until_stopped(["--demo"], check)
