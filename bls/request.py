@@ -43,8 +43,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from bls.chat_messages import ChatMessage, parse_messages
-from bls.limits import BlsConfigError, BlsLimits
+from bls.limits import BlsLimits
 from bls.request_fields import (
     ALIASES,
     INPUT_SPECS,
@@ -66,12 +65,11 @@ from bls.tensor_values import (
     row_scalars,
     same_key,
 )
+from preprocessing.chat import parse_messages
 from preprocessing.errors import RequestError
 
 __all__ = [
-    "BlsConfigError",
     "BlsLimits",
-    "ChatMessage",
     "ChatPrompt",
     "GenerateRequest",
     "LoraOptions",
@@ -96,10 +94,11 @@ class TextPrompt:
 class ChatPrompt:
     """A prompt given as a conversation (`messages`), to render with the chat template."""
 
-    messages: tuple[ChatMessage, ...]
+    # Checked messages: {"role": str, "content": str[, "name": str]}.
+    messages: tuple[Mapping[str, str], ...]
 
     def as_dicts(self) -> list[dict[str, str]]:
-        return [message.as_dict() for message in self.messages]
+        return [dict(message) for message in self.messages]
 
 
 Prompt = TextPrompt | ChatPrompt
@@ -282,7 +281,8 @@ def _parse_prompts(arrays: Mapping[str, np.ndarray], limits: BlsLimits) -> tuple
     if has_text:
         return tuple(TextPrompt(text) for text in texts)
     return tuple(
-        ChatPrompt(parse_messages(text, f"prompt {index}")) for index, text in enumerate(texts)
+        ChatPrompt(tuple(parse_messages(text, "messages", f"prompt {index}")))
+        for index, text in enumerate(texts)
     )
 
 

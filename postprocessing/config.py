@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocessing.config import DEFAULT_TOKENIZER_DIR, ConfigError, parameter_values, parse_bool
+from preprocessing.config import (
+    DEFAULT_TOKENIZER_DIR,
+    ConfigError,
+    parameter_values,
+    parse_bool,
+    parse_tokenizer_dir,
+)
 
 # The parameters this model reads; any other key is refused (a misspelt key would
 # otherwise leave its setting at the default without a word).
@@ -41,16 +47,8 @@ class PostprocessingSettings:
                 f"unknown parameter {unknown[0]!r} for the postprocessing model; "
                 f"known: {', '.join(PARAMETER_NAMES)}"
             )
-        tokenizer_dir = values.get("tokenizer_dir", DEFAULT_TOKENIZER_DIR)
-        if not tokenizer_dir:
-            raise ConfigError("tokenizer_dir must name a tokenizer directory, got ''")
-        if "${" in tokenizer_dir:
-            raise ConfigError(
-                f"tokenizer_dir {tokenizer_dir!r} is an unfilled template placeholder; "
-                "set the tokenizer directory's path"
-            )
         return cls(
-            tokenizer_dir=Path(tokenizer_dir),
+            tokenizer_dir=parse_tokenizer_dir(values),
             skip_special_tokens=parse_bool(
                 "skip_special_tokens", values.get("skip_special_tokens", "true")
             ),

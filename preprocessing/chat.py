@@ -7,58 +7,77 @@ from collections.abc import Mapping, Sequence
 
 from preprocessing.errors import RequestError
 
-_ALLOWED_KEYS = frozenset({"role", "content", "name"})
+_KEYS = ("role", "content", "name")
 
 
-def parse_messages(text: str, field: str = "messages") -> list[dict[str, str]]:
-    """Parse and check a JSON array of {"role": str, "content": str[, "name": str]}."""
+def parse_messages(text: str, field: str = "messages", where: str = "") -> list[dict[str, str]]:
+    """Parse and check a JSON array of {"role": str, "content": str[, "name": str]}.
+
+    `where` says which prompt of a batch this is (e.g. "prompt 1"), for the messages.
+    Only plain-text messages are accepted: content parts, images and tool calls are
+    refused (UNSUPPORTED) rather than dropped, so a client never gets an answer to a
+    conversation other than the one it sent.
+    """
+    subject = where or "the conversation"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise RequestError(
             field,
-            f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno}); "
-            'expected a JSON array like [{"role": "user", "content": "Hi"}]',
+            f"{subject} is not valid JSON ({error.msg} at line {error.lineno} column "
+            f'{error.colno}); expected a JSON array like [{{"role": "user", "content": "Hi"}}]',
         ) from None
     if not isinstance(data, list):
         raise RequestError(
-            field, f"must be a JSON array of messages, got a JSON {_json_type(data)}"
+            field, f"{subject} must be a JSON array of messages, got a JSON {_json_type(data)}"
         )
-    return check_messages(data, field)
+    return check_messages(data, field, where)
 
 
-def check_messages(messages: Sequence[object], field: str = "messages") -> list[dict[str, str]]:
+def check_messages(
+    messages: Sequence[object], field: str = "messages", where: str = ""
+) -> list[dict[str, str]]:
     """Check already-parsed messages; returns plain dicts for `apply_chat_template`."""
     if len(messages) == 0:
-        raise RequestError(field, "is an empty conversation; send at least one message")
-    checked: list[dict[str, str]] = []
-    for index, item in enumerate(messages):
-        where = f"message {index}"
-        if not isinstance(item, Mapping):
-            raise RequestError(field, f"{where} must be a JSON object with role and content")
-        unknown = sorted(set(item) - _ALLOWED_KEYS)
-        if unknown:
+        subject = where or "the conversation"
+        raise RequestError(field, f"{subject} is empty; send at least one message")
+    return [
+        _checked_message(item, field, f"{where}, message {index}" if where else f"message {index}")
+        for index, item in enumerate(messages)
+    ]
+
+
+def _checked_message(item: object, field: str, where: str) -> dict[str, str]:
+    if not isinstance(item, Mapping):
+        raise RequestError(field, f"{where} must be a JSON object, got a JSON {_json_type(item)}")
+    unknown = sorted(set(item) - set(_KEYS))
+    if unknown:
+        raise RequestError(
+            field,
+            f"{where} has keys {unknown} that are not supported; accepted keys: {list(_KEYS)}",
+            code="UNSUPPORTED",
+        )
+    role = item.get("role")
+    if not isinstance(role, str) or not role:
+        raise RequestError(field, f"{where} needs a non-empty string 'role', got {role!r}")
+    if "content" not in item:
+        raise RequestError(field, f"{where} needs a 'content' string")
+    content = item["content"]
+    if not isinstance(content, str):
+        raise RequestError(
+            field,
+            f"{where} has 'content' of JSON type {_json_type(content)}; only string content "
+            "is supported (no content parts or images)",
+            code="UNSUPPORTED",
+        )
+    message = {"role": role, "content": content}
+    if "name" in item:
+        if not isinstance(item["name"], str):
             raise RequestError(
-                field,
-                f"{where} has unsupported keys {unknown}; allowed: {sorted(_ALLOWED_KEYS)}",
-                code="UNSUPPORTED",
+                field, f"{where} has a 'name' that is not a string: {item['name']!r}"
             )
-        role, content = item.get("role"), item.get("content")
-        if not isinstance(role, str) or not role:
-            raise RequestError(field, f"{where} needs a non-empty string 'role', got {role!r}")
-        if not isinstance(content, str):
-            raise RequestError(
-                field,
-                f"{where} needs a string 'content' (content parts are not supported), "
-                f"got a JSON {_json_type(content)}",
-            )
-        message = {"role": role, "content": content}
-        if "name" in item:
-            if not isinstance(item["name"], str):
-                raise RequestError(field, f"{where} has a non-string 'name'")
-            message["name"] = item["name"]
-        checked.append(message)
-    return checked
+        message["name"] = item["name"]
+    return message
 
 
 def render_chat(tokenizer, messages: list[dict[str, str]], field: str = "messages") -> str:

@@ -21,14 +21,34 @@ class ConfigError(ValueError):
 
 
 def parameter_values(parameters: Mapping[str, object]) -> dict[str, str]:
-    """Plain strings from either `{"k": "v"}` or Triton's `{"k": {"string_value": "v"}}`."""
+    """Plain strings from either `{"k": "v"}` or Triton's `{"k": {"string_value": "v"}}`.
+
+    Every model of the pipeline reads its parameters through here, so they all refuse the
+    same mistakes: a value that is not a string, and an unfilled `${...}` template.
+    """
     values: dict[str, str] = {}
     for key, raw in parameters.items():
-        value = raw.get("string_value") if isinstance(raw, Mapping) else raw
-        if not isinstance(value, str):
-            raise ConfigError(f"parameter {key} must be a string, got {value!r}")
-        values[key] = value.strip()
+        if isinstance(raw, Mapping):
+            if "string_value" not in raw:
+                raise ConfigError(f"parameter {key}: expected a string_value, got {dict(raw)!r}")
+            raw = raw["string_value"]
+        if not isinstance(raw, str):
+            raise ConfigError(f"parameter {key} must be a string, got {raw!r}")
+        value = raw.strip()
+        if "${" in value:
+            raise ConfigError(
+                f"parameter {key}: unfilled template placeholder {value!r}; "
+                "config.pbtxt must hold finished values"
+            )
+        values[key] = value
     return values
+
+
+def parse_tokenizer_dir(values: Mapping[str, str]) -> Path:
+    tokenizer_dir = values.get("tokenizer_dir", DEFAULT_TOKENIZER_DIR)
+    if not tokenizer_dir:
+        raise ConfigError("tokenizer_dir must name a tokenizer directory, got ''")
+    return Path(tokenizer_dir)
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -88,16 +108,8 @@ class PreprocessingSettings:
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> PreprocessingSettings:
         values = parameter_values(parameters)
-        tokenizer_dir = values.get("tokenizer_dir", DEFAULT_TOKENIZER_DIR)
-        if not tokenizer_dir:
-            raise ConfigError("tokenizer_dir must name a tokenizer directory, got ''")
-        if "${" in tokenizer_dir:
-            raise ConfigError(
-                f"tokenizer_dir {tokenizer_dir!r} is an unfilled template placeholder; "
-                "set the tokenizer directory's path"
-            )
         return cls(
-            tokenizer_dir=Path(tokenizer_dir),
+            tokenizer_dir=parse_tokenizer_dir(values),
             add_special_tokens=parse_bool(
                 "add_special_tokens", values.get("add_special_tokens", "true")
             ),

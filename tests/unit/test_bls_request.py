@@ -14,7 +14,6 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bls.chat_messages import ChatMessage
 from bls.request import (
     BlsLimits,
     ChatPrompt,
@@ -216,8 +215,8 @@ def test_messages_become_a_chat_prompt():
     assert request.prompts == (
         ChatPrompt(
             (
-                ChatMessage(role="system", content="Be brief."),
-                ChatMessage(role="user", content="Hi", name="ann"),
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi", "name": "ann"},
             )
         ),
     )
@@ -677,7 +676,7 @@ def test_embedding_bias_errors():
         (
             "not json",
             "messages: prompt 0 is not valid JSON (Expecting value at line 1 column 1); "
-            'expected a JSON array of {"role": ..., "content": ...} objects',
+            'expected a JSON array like [{"role": "user", "content": "Hi"}]',
             "INVALID_ARG",
         ),
         (
@@ -687,7 +686,7 @@ def test_embedding_bias_errors():
         ),
         (
             "[]",
-            "messages: prompt 0 is an empty conversation; send at least one message",
+            "messages: prompt 0 is empty; send at least one message",
             "INVALID_ARG",
         ),
         (
@@ -718,8 +717,8 @@ def test_embedding_bias_errors():
         ),
         (
             '[{"role": "assistant", "content": "", "tool_calls": []}]',
-            "messages: prompt 0, message 0 has keys ['tool_calls'] that this BLS does not "
-            "support; accepted keys: ['role', 'content', 'name']",
+            "messages: prompt 0, message 0 has keys ['tool_calls'] that are not supported; "
+            "accepted keys: ['role', 'content', 'name']",
             "UNSUPPORTED",
         ),
     ],

@@ -8,8 +8,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bls.limits import BlsConfigError, BlsLimits
+from bls.limits import BlsLimits
 from bls.request_fields import INPUT_SPECS, PARAMETER_NAMES
+from preprocessing.config import ConfigError
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm_bls/config.pbtxt"
 
@@ -153,9 +154,9 @@ def test_limits_from_plain_strings_and_defaults_for_missing_keys():
         (
             {"max_output_len": "lots"},
             64,
-            "parameter max_output_len: expected a positive integer, got 'lots'",
+            "max_output_len must be a positive integer, got 'lots'",
         ),
-        ({"max_words": "0"}, 64, "parameter max_words: expected a positive integer, got 0"),
+        ({"max_words": "0"}, 64, "max_words must be a positive integer, got '0'"),
         (
             {"max_input_len": "${max_input_len}"},
             64,
@@ -165,7 +166,7 @@ def test_limits_from_plain_strings_and_defaults_for_missing_keys():
         (
             {"skip_special_tokens": "maybe"},
             64,
-            "parameter skip_special_tokens: expected true or false, got 'maybe'",
+            'skip_special_tokens must be "true" or "false", got \'maybe\'',
         ),
         (
             {"max_output_len": "64", "default_max_tokens": "65"},
@@ -182,11 +183,11 @@ def test_limits_from_plain_strings_and_defaults_for_missing_keys():
             64,
             "parameter max_words: expected a string_value, got {'int_value': 3}",
         ),
-        ({"max_words": 3}, 64, "parameter max_words: expected a string value, got 3"),
+        ({"max_words": 3}, 64, "parameter max_words must be a string, got 3"),
     ],
 )
 def test_bad_config_values_are_named(parameters, max_batch_size, message):
-    with pytest.raises(BlsConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         BlsLimits.from_parameters(parameters, max_batch_size=max_batch_size)
     assert str(info.value) == message
 
