@@ -116,7 +116,10 @@ def test_messages_render_the_chat_template(client, local):
             ],
             "BAD_WORDS_DICT: has 5 words, over the limit of 4 words (max_words)",
         ),
-        (lambda: [bytes_input("MESSAGES", [["{oops"]])], "MESSAGES: is not valid JSON"),
+        (
+            lambda: [bytes_input("MESSAGES", [["{oops"]])],
+            "MESSAGES: the conversation is not valid JSON",
+        ),
         (lambda: [int_input("END_ID", [[2]])], "QUERY: is required"),
     ],
 )

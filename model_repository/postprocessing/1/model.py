@@ -26,7 +26,7 @@ import triton_python_backend_utils as pb_utils
 
 from postprocessing.config import PostprocessingSettings
 from postprocessing.triton_io import INPUT_NAMES, Postprocessor
-from preprocessing.errors import RequestError
+from preprocessing.errors import RequestError, triton_error
 from preprocessing.tokenizer_loading import load_tokenizer
 
 
@@ -62,14 +62,7 @@ class TritonPythonModel:
             return pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]
             )
-        except RequestError as error:
-            code = getattr(pb_utils.TritonError, error.code, pb_utils.TritonError.INVALID_ARG)
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))
-        except Exception as error:  # a bug of ours: log it, answer without a traceback
-            self.logger.log_error(f"postprocessing failed:\n{traceback.format_exc()}")
-            return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(
-                    f"internal error in postprocessing: {type(error).__name__}: {error}",
-                    pb_utils.TritonError.INTERNAL,
-                )
-            )
+        except Exception as error:  # RequestError: its own code; else a bug, logged here
+            if not isinstance(error, RequestError):
+                self.logger.log_error(f"postprocessing failed:\n{traceback.format_exc()}")
+            return pb_utils.InferenceResponse(error=triton_error(pb_utils, error, "postprocessing"))
