@@ -262,3 +262,31 @@ def test_chat_messages_use_the_chat_template(reciting_server, hf):
     if tokenizer.bos_token and not rendered.startswith(tokenizer.bos_token):
         expected_ids = tokenizer.encode(rendered)
     assert reply.body["num_input_tokens"] == len(expected_ids)
+
+
+def run_client(server, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "bls.client", "--url", server.grpc_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_llm_bls_client_streams_text_and_reports_why_it_ended(reciting_server):
+    done = run_client(
+        reciting_server, FOX.prompt, "--stream", "--max-tokens", "40", "--stop", "lazy"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "fox jumps over the "  # exactly the text: pipes stay clean
+    assert "[finish_reason: stop]" in done.stderr
+
+
+def test_llm_bls_client_shows_the_servers_error_without_a_traceback(reciting_server):
+    done = run_client(reciting_server, FOX.prompt, "--max-tokens", "0")
+    assert done.returncode == 1
+    assert "max_tokens: must be between 1 and 4096" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -48,8 +48,11 @@ def local(fixture_paths) -> PromptEncoder:
     return PromptEncoder(tok, PreprocessingLimits.from_parameters(LIMITS))
 
 
-def bytes_input(name: str, rows: list[list[str]]):
-    array = np.array([[s.encode("utf-8") for s in row] for row in rows], dtype=object)
+def bytes_input(name: str, rows: list[list[str | bytes]]):
+    array = np.array(
+        [[s if isinstance(s, bytes) else s.encode("utf-8") for s in row] for row in rows],
+        dtype=object,
+    )
     tensor = httpclient.InferInput(name, list(array.shape), "BYTES")
     tensor.set_data_from_numpy(array)
     return tensor
@@ -115,6 +118,25 @@ def test_messages_render_the_chat_template(client, local):
                 bytes_input("BAD_WORDS_DICT", [["a", "b", "c", "d", "e"]]),
             ],
             "BAD_WORDS_DICT: has 5 words, over the limit of 4 words (max_words)",
+        ),
+        (
+            lambda: [
+                bytes_input("QUERY", [["x"]]),
+                bytes_input("STOP_WORDS_DICT", [["a", "b", "c", "d", "e"]]),
+            ],
+            "STOP_WORDS_DICT: has 5 words, over the limit of 4 words (max_words)",
+        ),
+        (
+            lambda: [
+                bytes_input("QUERY", [["x"]]),
+                bytes_input("STOP_WORDS_DICT", [["antidisestablishmentarianism " * 3]]),
+            ],
+            "(max_word_tokens)",
+        ),
+        # Sent as binary tensor data, which (unlike JSON) can carry bytes that are not UTF-8.
+        (
+            lambda: [bytes_input("QUERY", [[b"caf\xc3 au lait"]])],
+            "QUERY: is not valid UTF-8: invalid continuation byte at byte offset 3",
         ),
         (
             lambda: [bytes_input("MESSAGES", [["{oops"]])],
