@@ -57,6 +57,19 @@ class TritonEngineClient:
     def generate(
         self, request_id: str, inputs: Mapping[str, np.ndarray]
     ) -> Iterator[EngineResponse]:
+        try:
+            yield from self._responses(request_id, inputs)
+        except Exception as error:  # e.g. the engine model is not loaded: say so
+            logger.warning("calling %s failed: %s", self.model_name, error)
+            yield EngineResponse(
+                error=f"the call to model {self.model_name!r} failed: {error}",
+                error_code="UNAVAILABLE",
+                final=True,
+            )
+
+    def _responses(
+        self, request_id: str, inputs: Mapping[str, np.ndarray]
+    ) -> Iterator[EngineResponse]:
         for response in self._request(request_id, inputs).exec(decoupled=True):
             if response.has_error():
                 error = response.error()

@@ -106,3 +106,19 @@ def test_the_server_keeps_serving_after_errors(reciting_server):
         http_generate(reciting_server.http_url, body)
     reply = http_generate(reciting_server.http_url, {**PROMPT, "max_tokens": 4})
     assert reply.status == 200 and reply.body["finish_reason"] == "length"
+
+
+def test_without_its_engine_the_bls_answers_with_a_clear_error(fixture_paths):
+    from local_triton.staging import StagingPlan, default_model_repository
+    from local_triton.testing import staged_server
+
+    plan = StagingPlan(
+        source=default_model_repository(),
+        tokenizer_dir=fixture_paths.tiny_llama,
+        only=frozenset({"tensorrt_llm_bls"}),
+    )
+    with staged_server(plan) as server:
+        reply = http_generate(server.http_url, {**PROMPT, "max_tokens": 3}, timeout_s=60)
+    assert reply.status >= 400
+    assert reply.error.startswith("tensorrt_llm: ")
+    assert "'tensorrt_llm' is not ready" in reply.error
