@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         engine=EngineKind.SYNTHETIC,
         model_dir=fixtures.tiny_llama,
         tokenizer_dir=fixtures.tiny_llama,
-        overrides={"tensorrt_llm": {"synthetic_step_ms": str(args.step_ms)}},
+        overrides={
+            "tensorrt_llm": {
+                "synthetic_step_ms": str(args.step_ms),
+                # As the C++ backend does by default; the BLS sends explicit stop requests.
+                "cancellation_check_period_ms": "100",
+            }
+        },
         only=frozenset({"tensorrt_llm", "tensorrt_llm_bls"}),
     )
     bls_inputs = {"text_input": "Hello 世界", "max_tokens": args.tokens, "stream": True}

@@ -83,7 +83,13 @@ def synthetic_server(fixture_paths) -> Iterator[TritonServer]:
         engine=EngineKind.SYNTHETIC,
         model_dir=fixture_paths.tiny_llama,
         tokenizer_dir=fixture_paths.tiny_llama,
-        overrides={"tensorrt_llm": {"synthetic_step_ms": "30"}},
+        overrides={
+            "tensorrt_llm": {
+                "synthetic_step_ms": "30",
+                # The C++ backend's default; the BLS stops what it abandons explicitly.
+                "cancellation_check_period_ms": "100",
+            }
+        },
     )
     with staged_server(plan) as server:
         yield server
