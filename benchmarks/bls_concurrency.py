@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from local_triton.load import BatchTiming, timed_streams
-from local_triton.staging import EngineKind, StagingPlan, default_model_repository
-from local_triton.testing import staged_server
+from local_triton.testing import staged_server, synthetic_plan
 from offline_fixtures import ensure_fixtures
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bls_concurrency.json"
@@ -60,19 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     fixtures = ensure_fixtures()
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.SYNTHETIC,
-        model_dir=fixtures.tiny_llama,
-        tokenizer_dir=fixtures.tiny_llama,
-        overrides={
-            "tensorrt_llm": {
-                "synthetic_step_ms": str(args.step_ms),
-                # As the C++ backend does by default; the BLS sends explicit stop requests.
-                "cancellation_check_period_ms": "100",
-            }
-        },
-        only=frozenset({"tensorrt_llm", "tensorrt_llm_bls"}),
+    plan = synthetic_plan(
+        fixtures, args.step_ms, only=frozenset({"tensorrt_llm", "tensorrt_llm_bls"})
     )
     bls_inputs = {"text_input": "Hello 世界", "max_tokens": args.tokens, "stream": True}
     with staged_server(plan) as server:

@@ -71,25 +71,32 @@ def reciting_server(fixture_paths) -> Iterator[TritonServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def synthetic_server(fixture_paths) -> Iterator[TritonServer]:
-    """The whole pipeline with the synthetic engine: tokens at a fixed pace, no model.
-
-    30 ms a step is a realistic decode step for a batch of 64 on a GPU, and keeps 64
-    streams (about 2 100 tokens a second in all) within what a 2-core machine can serve.
-    """
-    plan = StagingPlan(
+def synthetic_plan(
+    fixture_paths, step_ms: float, only: frozenset[str] | None = None
+) -> StagingPlan:
+    """The pipeline with the synthetic engine (tokens at a fixed pace, no model)."""
+    return StagingPlan(
         source=default_model_repository(),
         engine=EngineKind.SYNTHETIC,
         model_dir=fixture_paths.tiny_llama,
         tokenizer_dir=fixture_paths.tiny_llama,
         overrides={
             "tensorrt_llm": {
-                "synthetic_step_ms": "30",
+                "synthetic_step_ms": str(step_ms),
                 # The C++ backend's default; the BLS stops what it abandons explicitly.
                 "cancellation_check_period_ms": "100",
             }
         },
+        only=only,
     )
-    with staged_server(plan) as server:
+
+
+@pytest.fixture(scope="session")
+def synthetic_server(fixture_paths) -> Iterator[TritonServer]:
+    """The whole pipeline with the synthetic engine.
+
+    30 ms a step is a realistic decode step for a batch of 64 on a GPU, and keeps 64
+    streams (about 2 100 tokens a second in all) within what a 2-core machine can serve.
+    """
+    with staged_server(synthetic_plan(fixture_paths, step_ms=30)) as server:
         yield server
