@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 # Python build (README, "The local server"). PYTHON overrides the choice.
 pick_python() {
   if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
-  for candidate in /usr/bin/python3.12 /usr/bin/python3.11 /usr/bin/python3.10 /usr/bin/python3; do
+  # The system default first: its libpython is the one a Debian/Ubuntu stub links, and
+  # the CPU torch wheel on these machines is built for it.
+  for candidate in /usr/bin/python3 /usr/bin/python3.12 /usr/bin/python3.11 /usr/bin/python3.10; do
     if [ -x "$candidate" ] && "$candidate" -c 'import venv, ensurepip' 2>/dev/null; then
       echo "$candidate"; return
     fi
