@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +28,9 @@ class EncodedPrompts:
     stop_words: tuple[tuple[int, ...], ...] = ()
     bad_words: tuple[tuple[int, ...], ...] = ()
     embedding_bias: np.ndarray | None = None  # [V] float32
+    # Stop words that are one special token, by id: skip_special_tokens removes them from
+    # the text, so they are recognised by id rather than by text.
+    special_stop_words: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,11 @@ def engine_rows(outputs: Mapping[str, np.ndarray | None]) -> tuple[EngineRow, ..
         row_log_probs = None
         if log_probs is not None:
             flat = np.asarray(log_probs).reshape(output_ids.shape[0], -1, log_probs.shape[-1])
-            row_log_probs = tuple(float(x) for x in flat[row, 0, :length])
+            # The last `length` values are this response's tokens: TensorRT-LLM's C++
+            # backend streams the log probs of every token so far, the reference engine
+            # only those of the new tokens; both end with the new ones.
+            total = flat.shape[-1]
+            row_log_probs = tuple(float(x) for x in flat[row, 0, total - length : total])
         rows.append(
             EngineRow(
                 batch_index=int(np.asarray(batch_index).reshape(-1)[row])

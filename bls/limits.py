@@ -28,6 +28,10 @@ class BlsLimits:
     max_batch_rows: int = 64  # prompts in one request (the model's max_batch_size)
     max_num_return_sequences: int = 8  # upper bound of num_return_sequences
     default_skip_special_tokens: bool = True  # skip_special_tokens when not given
+    # The engine's max_seq_len (prompt + output), 0 when not known here. TensorRT-LLM may
+    # shorten a request that does not fit instead of refusing it; checking here keeps
+    # finish_reason "length" truthful and the error clear.
+    max_seq_len: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -42,6 +46,12 @@ class BlsLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.max_seq_len, bool) or not isinstance(self.max_seq_len, int):
+            raise ConfigError(f"max_seq_len must be an integer, got {self.max_seq_len!r}")
+        if self.max_seq_len < 0:
+            raise ConfigError(
+                f"max_seq_len must be 0 (not checked) or more, got {self.max_seq_len}"
+            )
         if self.default_max_tokens > self.max_output_len:
             raise ConfigError(
                 f"default_max_tokens ({self.default_max_tokens}) must not exceed "
@@ -75,6 +85,8 @@ class BlsLimits:
                 if name in values
                 else getattr(defaults, name)
             )
+        if values.get("max_seq_len", "0") != "0":
+            kwargs["max_seq_len"] = parse_positive_int("max_seq_len", values["max_seq_len"])
         kwargs["default_skip_special_tokens"] = (
             parse_bool("skip_special_tokens", values["skip_special_tokens"])
             if "skip_special_tokens" in values

@@ -103,16 +103,18 @@ class RequestHandler:
         try:
             request = parse_generate_request(inputs, parameters, self.limits)
             prompts = self.encode(request)
+            generation = _Generation(self, request, prompts, sink)
         except RequestError as error:
             sink.send_error(str(error), error.code)
             return
         except Exception:
-            logger.exception("tensorrt_llm_bls: preparing a request failed")
+            # FINAL first: a failure while logging must not leave the client waiting.
             sink.send_error(
                 "tensorrt_llm_bls: internal error while preparing the request", "INTERNAL"
             )
+            logger.exception("tensorrt_llm_bls: preparing a request failed")
             return
-        _Generation(self, request, prompts, sink).run()
+        generation.run()
 
     # -- preprocessing -----------------------------------------------------------------
     def encode(self, request: GenerateRequest) -> EncodedPrompts:
@@ -126,6 +128,7 @@ class RequestHandler:
                 assert isinstance(prompt, ChatPrompt)
                 field = "messages" if request.batch_size == 1 else f"messages[{row}]"
                 input_ids.append(tuple(encoder.encode_conversation(prompt.as_dicts(), field)))
+        self._check_fits_the_engine(request, input_ids)
         end_id = request.end_id if request.end_id is not None else encoder.end_id
         if end_id is None:
             raise RequestError("end_id", "the tokenizer has no EOS token; send end_id")
@@ -142,7 +145,26 @@ class RequestHandler:
             stop_words=tuple(map(tuple, encoder.word_lists(request.stop_words, "stop_words"))),
             bad_words=tuple(map(tuple, encoder.word_lists(request.bad_words, "bad_words"))),
             embedding_bias=bias,
+            special_stop_words={
+                token_id: word
+                for word in request.stop_words
+                if (token_id := encoder.single_token_id(word)) is not None
+            },
         )
+
+    def _check_fits_the_engine(
+        self, request: GenerateRequest, input_ids: list[tuple[int, ...]]
+    ) -> None:
+        limit = self.limits.max_seq_len
+        longest = max(len(ids) for ids in input_ids)
+        if limit and longest + request.max_tokens > limit:
+            room = max(limit - longest, 0)
+            raise RequestError(
+                "max_tokens",
+                f"the prompt is {longest} tokens and max_tokens is {request.max_tokens}: "
+                f"{longest + request.max_tokens} is over the engine's limit of {limit} tokens "
+                f"(max_seq_len); ask for at most {room} tokens or shorten the prompt",
+            )
 
     def new_detokenizer(self, request: GenerateRequest) -> IncrementalDetokenizer:
         return IncrementalDetokenizer(
@@ -189,11 +211,11 @@ class _Generation:
             max_tokens=request.max_tokens,
             detokenizer=self.handler.new_detokenizer(request),
             stops=stops,
+            special_stops=self.prompts.special_stop_words,
+            include_stop_str_in_output=request.include_stop_str_in_output,
         )
         if not request.exclude_input_in_output:
-            # Through the same detokenizer, so prompt + output decode exactly as one text;
-            # the prompt itself is never checked for stop strings.
-            sequence.emit_prefix(sequence.detokenizer.push(list(prompt_ids)))
+            sequence.echo_prompt(prompt_ids)
         return sequence
 
     # -- the loop ----------------------------------------------------------------------
@@ -231,8 +253,8 @@ class _Generation:
                 sequence.end_of_generation()
             self._respond(final=True)
         except Exception:
-            logger.exception("tensorrt_llm_bls: request %s failed", self.request_id)
             self._fail("tensorrt_llm_bls: internal error while generating", "INTERNAL")
+            logger.exception("tensorrt_llm_bls: request %s failed", self.request_id)
         finally:
             if not engine_done and responses is not None:
                 self._stop_engine(responses)
@@ -247,15 +269,22 @@ class _Generation:
             ) from None
 
     def _stop_engine(self, responses: Iterator[EngineResponse]) -> None:
-        """Cancel the engine request and wait for its end, so nothing is left running."""
+        """Cancel the engine request and wait for its end, so nothing is left running.
+
+        Drained even when the cancel fails: then the engine runs to its own end, and this
+        thread waits for it rather than leave a request behind.
+        """
         try:
             self.handler.engine.cancel(self.request_id)
-            for _ in responses:
-                pass
         except Exception:
             logger.exception(
                 "tensorrt_llm_bls: cancelling engine request %s failed", self.request_id
             )
+        try:
+            for _ in responses:
+                pass
+        except Exception:
+            logger.exception("tensorrt_llm_bls: draining engine request %s failed", self.request_id)
 
     # -- responses ---------------------------------------------------------------------
     def _respond(self, final: bool) -> None:

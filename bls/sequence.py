@@ -6,6 +6,7 @@ several prompts or num_return_sequences never mix their text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bls.engine_io import EngineRow
@@ -38,10 +39,15 @@ class SequenceState:
     max_tokens: int
     detokenizer: IncrementalDetokenizer
     stops: StopStringMatcher | None
+    # Stop words that are one special token, by id (see EncodedPrompts).
+    special_stops: Mapping[int, str] = field(default_factory=dict)
+    include_stop_str_in_output: bool = False
     num_tokens: int = 0
     cum_log_prob: float = 0.0
     finish_reason: str = ""
     stop_reason: str = ""
+    # Characters of an echoed prompt the detokenizer still holds back.
+    _prompt_chars_held: int = 0
     # Text and log probs produced since the last delta was taken.
     _pending_text: list[str] = field(default_factory=list)
     _pending_log_probs: list[float] = field(default_factory=list)
@@ -50,9 +56,18 @@ class SequenceState:
     def finished(self) -> bool:
         return bool(self.finish_reason)
 
-    def emit_prefix(self, text: str) -> None:
-        """Text that goes out as it is, before any generated text (an echoed prompt)."""
-        self._pending_text.append(text)
+    def echo_prompt(self, prompt_ids: Sequence[int]) -> None:
+        """Put the prompt before the generated text (exclude_input_in_output=false).
+
+        Through this sequence's detokenizer, so prompt + output decode exactly as one
+        text. The detokenizer may hold back the prompt's tail (a byte-fallback run such as
+        a final newline); those characters come out with the first generated token and
+        must still bypass the stop strings: the prompt is never searched.
+        """
+        released = self.detokenizer.push(list(prompt_ids))
+        self._pending_text.append(released)
+        whole = self.detokenizer.decode_whole(prompt_ids)
+        self._prompt_chars_held = max(0, len(whole) - len(released))
 
     def consume(self, row: EngineRow) -> None:
         """Take one engine response's tokens for this sequence, one token at a time.
@@ -68,9 +83,29 @@ class SequenceState:
             if row.log_probs is not None and position < len(row.log_probs):
                 self._pending_log_probs.append(row.log_probs[position])
                 self.cum_log_prob += row.log_probs[position]
+            if token in self.special_stops:
+                self._stop_on_special_token(self.special_stops[token])
+                return
             self._take_text(self.detokenizer.push([token]))
 
+    def _stop_on_special_token(self, word: str) -> None:
+        # The text before the token may itself complete a stop string: that one is first.
+        self._take_text(self.detokenizer.finish())
+        if self.finished:
+            return
+        if self.stops is not None:
+            self._pending_text.append(self.stops.flush())
+        if self.include_stop_str_in_output:
+            self._pending_text.append(word)
+        self.finish_reason = FINISH_STOP
+        self.stop_reason = word
+
     def _take_text(self, text: str) -> None:
+        if self._prompt_chars_held:
+            prompt_tail = text[: self._prompt_chars_held]
+            self._prompt_chars_held -= len(prompt_tail)
+            self._pending_text.append(prompt_tail)
+            text = text[len(prompt_tail) :]
         if self.stops is None:
             self._pending_text.append(text)
             return

@@ -136,10 +136,13 @@ class TritonLogHandler(logging.Handler):
         self._logger = pb_utils.Logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = self.format(record)
-        if record.levelno >= logging.ERROR:
-            self._logger.log_error(message)
-        elif record.levelno >= logging.WARNING:
-            self._logger.log_warn(message)
-        else:
-            self._logger.log_info(message)
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self._logger.log_error(message)
+            elif record.levelno >= logging.WARNING:
+                self._logger.log_warn(message)
+            else:
+                self._logger.log_info(message)
+        except Exception:  # logging must never break the request that logs
+            self.handleError(record)

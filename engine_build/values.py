@@ -63,6 +63,7 @@ def repository_edits(options: BuildOptions, layout: OutputLayout) -> dict[str, M
                 "tensorrt_llm_model_name": "tensorrt_llm",
                 "max_input_len": str(options.input_len),
                 "max_output_len": str(options.max_output_len),
+                "max_seq_len": str(options.seq_len),
             },
             optional_parameters={"trust_remote_code": trust},
             max_batch_size=options.max_batch_size,

@@ -45,7 +45,7 @@ token, grow without bound; only then can later ids still change text already emi
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from postprocessing.state import (
@@ -156,6 +156,11 @@ class IncrementalDetokenizer:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    def decode_whole(self, token_ids: Sequence[int]) -> str:
+        """The full decode of `token_ids` with this detokenizer's options: what pushing
+        them all and finishing would add up to (not incremental; for reference)."""
+        return self._profile.decode_full(list(token_ids), self._options)
 
     def push(self, token_ids: Iterable[int]) -> str:
         """Add ids; return the text they completed ("" while it is held back)."""

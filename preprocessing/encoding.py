@@ -120,6 +120,12 @@ class PromptEncoder:
 
     # ---- stop words, bad words, embedding bias ---------------------------------------
 
+    def single_token_id(self, word: str) -> int | None:
+        """The id of `word` when it is one special or added token (e.g. "<|eot_id|>")."""
+        if word not in self._single_tokens:
+            return None
+        return self.tokenizer.convert_tokens_to_ids(word)
+
     def word_lists(self, words: Sequence[str | bytes], field: str) -> list[list[int]]:
         """Every running-text tokenization of every word, duplicates removed.
 

@@ -106,6 +106,7 @@ def test_parameters_hold_finished_values(config):
         "tensorrt_llm_model_name": "tensorrt_llm",
         "max_input_len": "4096",
         "max_output_len": "4096",
+        "max_seq_len": "0",
         "default_max_tokens": "128",
         "add_special_tokens": "true",
         "max_words": "64",

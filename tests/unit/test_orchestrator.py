@@ -264,3 +264,102 @@ def test_internal_failure_answers_once_and_stops_the_engine(tokenizer):
     make_handler(tokenizer, engine).handle(text_inputs("Hi"), {}, sink)
     assert sink.errors == [("tensorrt_llm_bls: internal error while generating", "INTERNAL")]
     assert engine.cancelled == [engine.calls[0][0]]
+
+
+def test_engine_log_probs_are_the_last_ones_of_each_response():
+    from bls.engine_io import engine_rows
+
+    def rows(log_probs: list[float]):
+        return engine_rows(
+            {
+                "output_ids": np.array([[[42]]], dtype=np.int32),
+                "sequence_length": np.array([[1]], dtype=np.int32),
+                "output_log_probs": np.array([[log_probs]], dtype=np.float32),
+            }
+        )
+
+    # The C++ backend streams the log probs of all tokens so far; ours only the new one.
+    (cumulative,) = rows([-0.1, -0.2, -0.3])
+    (step_only,) = rows([-0.3])
+    assert cumulative.log_probs == step_only.log_probs == pytest.approx((-0.3,))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_echoed_prompt_is_never_searched_for_stop_strings(tokenizer, stream):
+    # In Llama-style vocabularies "\n" is a byte-fallback piece: the detokenizer holds the
+    # prompt's final newlines back until the first generated token arrives.
+    prompt = "Q: hi\nA: hello\n\n"
+    generated = ids_of(tokenizer, "more text\n\nend")
+    sink = RecordingSink()
+    make_handler(tokenizer, ScriptedEngine({(0, 0): generated})).handle(
+        text_inputs(prompt, stop_words=["\n\n"], exclude_input_in_output=False, stream=stream),
+        {},
+        sink,
+    )
+    full = tokenizer.decode(tokenizer.encode(prompt) + generated, skip_special_tokens=True)
+    assert "".join(sink.texts()) == full[: full.index("\n\n", len(prompt))]
+    assert sink.last("stop_reason") == "\n\n"
+
+
+@pytest.mark.parametrize("include", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_special_token_stop_word_ends_with_its_stop_reason(fixture_paths, include, stream):
+    # Llama-3 style: "<|eot_id|>" is one special token, and skip_special_tokens (the
+    # default) removes it from the text, so it cannot be matched as text.
+    bpe = load_tokenizer(fixture_paths.bpe_tokenizer)
+    eot = bpe.convert_tokens_to_ids("<|eot_id|>")
+    generated = [*ids_of(bpe, "Sure, here it is."), eot, *ids_of(bpe, " and more")]
+    engine = ScriptedEngine({(0, 0): generated})
+    sink = RecordingSink()
+    make_handler(bpe, engine).handle(
+        text_inputs(
+            "Hi",
+            stop_words=["<|eot_id|>"],
+            include_stop_str_in_output=include,
+            stream=stream,
+            return_num_output_tokens=True,
+        ),
+        {},
+        sink,
+    )
+    expected = "Sure, here it is." + ("<|eot_id|>" if include else "")
+    assert "".join(sink.texts()) == expected
+    assert sink.last("finish_reason") == "stop"
+    assert sink.last("stop_reason") == "<|eot_id|>"
+    assert sink.last("num_output_tokens") == generated.index(eot) + 1
+    # The engine got it as a one-token stop word too.
+    _, inputs = engine.calls[0]
+    assert eot in inputs["stop_words_list"][0, 0].tolist()
+
+
+def test_a_failing_cancel_still_drains_the_engine_request(tokenizer):
+    class CancelFails(ScriptedEngine):
+        def cancel(self, request_id: str) -> None:
+            raise RuntimeError("engine unreachable")
+
+    ids = ids_of(tokenizer, GENERATED)
+    engine = CancelFails({(0, 0): ids})
+    sink = RecordingSink()
+    make_handler(tokenizer, engine).handle(text_inputs("Hi", stop_words=["STOP"]), {}, sink)
+    assert sink.last("stop_reason") == "STOP" and len(sink.sent) == 1
+    # Nothing left behind: the engine's stream was read to its end.
+    assert engine.steps_served == len(ids)
+
+
+def test_a_request_that_does_not_fit_the_engine_is_refused_before_it_starts(tokenizer):
+    engine = ScriptedEngine({(0, 0): [5]})
+    handler = make_handler(tokenizer, engine)
+    handler.limits = BlsLimits(max_seq_len=64)
+    prompt_tokens = len(tokenizer.encode("Hi"))
+    sink = RecordingSink()
+    handler.handle(text_inputs("Hi", max_tokens=64), {}, sink)
+    ((message, code),) = sink.errors
+    assert code == "INVALID_ARG" and engine.calls == []
+    assert message == (
+        f"max_tokens: the prompt is {prompt_tokens} tokens and max_tokens is 64: "
+        f"{prompt_tokens + 64} is over the engine's limit of 64 tokens (max_seq_len); "
+        f"ask for at most {64 - prompt_tokens} tokens or shorten the prompt"
+    )
+    fits = RecordingSink()
+    handler.handle(text_inputs("Hi", max_tokens=64 - prompt_tokens), {}, fits)
+    assert fits.errors == [] and fits.sent[-1][1]

@@ -56,8 +56,17 @@ class TritonPythonModel:
             inputs = {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
             parameters = json.loads(request.parameters() or "{}")
             sink = TritonResponseSink(pb_utils, request)
-            self.pool.submit(self.handler.handle, inputs, parameters, sink)
+            self.pool.submit(self.handler.handle, inputs, parameters, sink).add_done_callback(
+                _log_unexpected_failure
+            )
         return None
 
     def finalize(self):
         self.pool.shutdown(wait=True)
+
+
+def _log_unexpected_failure(future) -> None:
+    # handle() answers every request itself and never raises; if it ever does, say so.
+    error = future.exception()
+    if error is not None:
+        pb_utils.Logger.log_error(f"tensorrt_llm_bls: a request handler failed: {error!r}")
