@@ -12,6 +12,23 @@ from dataclasses import dataclass
 
 from preprocessing.config import ConfigError, parameter_values, parse_bool, parse_positive_int
 
+# The parameters of the tensorrt_llm_bls model's config.pbtxt (read by BlsLimits, the
+# shared PreprocessingSettings and the model itself).
+BLS_PARAMETERS = (
+    "tokenizer_dir",
+    "tensorrt_llm_model_name",
+    "max_input_len",
+    "max_output_len",
+    "max_seq_len",
+    "default_max_tokens",
+    "add_special_tokens",
+    "max_words",
+    "max_word_tokens",
+    "max_num_return_sequences",
+    "trust_remote_code",
+    "skip_special_tokens",
+)
+
 
 @dataclass(frozen=True)
 class BlsLimits:

@@ -163,7 +163,10 @@ def _run_until_stopped(server: TritonServer) -> int:
     def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    # A closed terminal (SIGHUP) or a quit must stop the server too: it runs in a session
+    # of its own and would otherwise outlive us, holding its ports.
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(stop_signal, stop_on_signal)
     try:
         server.start()
     except ServerStartError as error:
@@ -182,6 +185,9 @@ def _run_until_stopped(server: TritonServer) -> int:
         print("llm-bls-serve: stopping tritonserver", file=sys.stderr, flush=True)
         return 0
     finally:
+        # A second Ctrl-C must not cut the stop short and leave the server behind.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(stop_signal, signal.SIG_IGN)
         server.stop()
 
 

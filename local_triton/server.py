@@ -33,6 +33,21 @@ class ServerStartError(RuntimeError):
     """tritonserver exited or did not become ready; the message carries its error lines."""
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something holds `port` on any address (tritonserver binds 0.0.0.0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+# Health checks go straight to loopback, whatever http_proxy says.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -140,7 +155,30 @@ class TritonServer:
         repository = Path(self.options.model_repository)
         if not repository.is_dir():
             raise ServerStartError(f"model repository {repository} does not exist")
+        self._check_ports()
         self._workdir = tempfile.TemporaryDirectory(prefix="llm-bls-triton-")
+        try:
+            self._launch()
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()  # also removes the backend directory and any half-started server
+            raise
+        return self
+
+    def _check_ports(self) -> None:
+        for label, port in (
+            ("HTTP", self.http_port),
+            ("gRPC", self.grpc_port),
+            ("metrics", self.metrics_port),
+        ):
+            if port_in_use(port):
+                raise ServerStartError(
+                    f"the {label} port {port} is in use (another tritonserver still running? "
+                    f"`ss -ltnp | grep :{port}` shows who holds it); pick another port"
+                )
+
+    def _launch(self) -> None:
+        assert self._workdir is not None
         backend_directory = assemble_backend_directory(
             self.distribution, Path(self._workdir.name) / "backends"
         )
@@ -158,12 +196,6 @@ class TritonServer:
         )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _read_output(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -200,8 +232,12 @@ class TritonServer:
         return headline + ":\n" + "\n".join("  " + line for line in explanation)
 
     def is_ready(self) -> bool:
+        # Only once our own server says it listens: a 200 from a stranger on the port
+        # must not count as ours being ready.
+        if f"Started HTTPService at 0.0.0.0:{self.http_port}" not in self.log_text():
+            return False
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
+            with _DIRECT.open(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from preprocessing.config import (
     DEFAULT_TOKENIZER_DIR,
-    ConfigError,
+    check_known_parameters,
     parameter_values,
     parse_bool,
     parse_tokenizer_dir,
@@ -41,12 +41,7 @@ class PostprocessingSettings:
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> PostprocessingSettings:
         values = parameter_values(parameters)
-        unknown = sorted(set(values) - set(PARAMETER_NAMES))
-        if unknown:
-            raise ConfigError(
-                f"unknown parameter {unknown[0]!r} for the postprocessing model; "
-                f"known: {', '.join(PARAMETER_NAMES)}"
-            )
+        check_known_parameters(values, PARAMETER_NAMES, "postprocessing")
         return cls(
             tokenizer_dir=parse_tokenizer_dir(values),
             skip_special_tokens=parse_bool(

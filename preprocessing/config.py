@@ -6,7 +6,7 @@ ValueError) at model load, naming the parameter, the value and what is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,29 @@ def parameter_values(parameters: Mapping[str, object]) -> dict[str, str]:
             )
         values[key] = value
     return values
+
+
+def check_known_parameters(
+    parameters: Mapping[str, object], known: Sequence[str], model: str
+) -> None:
+    """Refuse a parameter the model does not read: a misspelt key would otherwise leave
+    its setting at the default without a word."""
+    unknown = sorted(set(parameter_values(parameters)) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter {unknown[0]!r} for the {model} model; known: {', '.join(known)}"
+        )
+
+
+# The parameters of the preprocessing model's config.pbtxt.
+PREPROCESSING_PARAMETERS = (
+    "tokenizer_dir",
+    "add_special_tokens",
+    "trust_remote_code",
+    "max_input_len",
+    "max_words",
+    "max_word_tokens",
+)
 
 
 def parse_tokenizer_dir(values: Mapping[str, str]) -> Path:

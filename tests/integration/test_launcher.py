@@ -83,7 +83,8 @@ def nothing_listens_on(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_serves_a_repository_and_stops_cleanly_on_sigterm(tmp_path: Path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_serves_a_repository_and_stops_cleanly_on_a_signal(tmp_path: Path, stop_signal):
     write_model(tmp_path, "echo", ECHO_MODEL)
     http_port = free_port()
     process = subprocess.Popen(
@@ -108,10 +109,28 @@ def test_serves_a_repository_and_stops_cleanly_on_sigterm(tmp_path: Path):
             urllib.request.Request(f"{url}/v2/models/echo/infer", data=body)
         ) as r:
             assert json.loads(r.read())["outputs"][0]["data"] == ["héllo 世界"]
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)  # SIGHUP: the terminal was closed
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
     # Stopped by pid: the port is released, no tritonserver left holding it.
     assert nothing_listens_on(http_port)
+
+
+def test_a_port_in_use_is_a_clear_error_not_someone_elses_ready(tmp_path: Path):
+    import socket
+
+    write_model(tmp_path, "echo", ECHO_MODEL)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        done = subprocess.run(
+            serve_command("--model-repository", str(tmp_path), "--http-port", str(port), "--quiet"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"the HTTP port {port} is in use" in done.stderr

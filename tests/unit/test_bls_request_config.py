@@ -202,3 +202,19 @@ def test_scalar_inputs_are_the_accepted_request_parameters():
     scalar_names = {spec.name for spec in INPUT_SPECS if spec.dims == (1,)}
     assert scalar_names - PARAMETER_NAMES == {"text_input", "messages"}
     assert scalar_names >= PARAMETER_NAMES
+
+
+def test_the_shipped_parameters_are_exactly_those_the_bls_reads(config):
+    from bls.limits import BLS_PARAMETERS
+
+    assert sorted(config.parameters) == sorted(BLS_PARAMETERS)
+
+
+def test_a_misspelt_parameter_is_refused():
+    from bls.limits import BLS_PARAMETERS
+    from preprocessing.config import check_known_parameters
+
+    with pytest.raises(
+        ConfigError, match=r"unknown parameter 'max_output_length'.*tensorrt_llm_bls"
+    ):
+        check_known_parameters({"max_output_length": "9"}, BLS_PARAMETERS, "tensorrt_llm_bls")

@@ -97,3 +97,12 @@ def test_load_tokenizer_from_checkpoint_dir_and_copies(tmp_path):
     copy = tmp_path / "bpe"
     shutil.copytree(paths.bpe_tokenizer, copy)
     assert load_tokenizer(str(copy)).is_fast
+
+
+def test_the_shipped_parameters_are_exactly_those_preprocessing_reads():
+    from local_triton.model_config import load_model_config
+    from local_triton.staging import default_model_repository
+    from preprocessing.config import PREPROCESSING_PARAMETERS
+
+    config = load_model_config(default_model_repository() / "preprocessing" / "config.pbtxt")
+    assert sorted(config.parameters) == sorted(PREPROCESSING_PARAMETERS)

@@ -19,7 +19,11 @@ except ImportError:
 
 import triton_python_backend_utils as pb_utils
 
-from preprocessing.config import PreprocessingSettings
+from preprocessing.config import (
+    PREPROCESSING_PARAMETERS,
+    PreprocessingSettings,
+    check_known_parameters,
+)
 from preprocessing.encoding import PromptEncoder
 from preprocessing.errors import RequestError, triton_error
 from preprocessing.tokenizer_loading import load_tokenizer
@@ -29,7 +33,9 @@ from preprocessing.triton_io import INPUT_NAMES, preprocess
 class TritonPythonModel:
     def initialize(self, args):
         model_config = json.loads(args["model_config"])
-        settings = PreprocessingSettings.from_parameters(model_config.get("parameters", {}))
+        parameters = model_config.get("parameters", {})
+        check_known_parameters(parameters, PREPROCESSING_PARAMETERS, "preprocessing")
+        settings = PreprocessingSettings.from_parameters(parameters)
         tokenizer = load_tokenizer(settings.tokenizer_dir, settings.trust_remote_code)
         self.encoder = PromptEncoder(tokenizer, settings.limits, settings.add_special_tokens)
         self.logger = pb_utils.Logger

@@ -17,10 +17,14 @@ except ImportError:  # a checkout handed straight to tritonserver, not pip-insta
 
 import triton_python_backend_utils as pb_utils
 
-from bls.limits import BlsLimits
+from bls.limits import BLS_PARAMETERS, BlsLimits
 from bls.orchestrator import RequestHandler
 from bls.triton_io import TritonEngineClient, TritonLogHandler, TritonResponseSink
-from preprocessing.config import PreprocessingSettings, parameter_values
+from preprocessing.config import (
+    PreprocessingSettings,
+    check_known_parameters,
+    parameter_values,
+)
 from preprocessing.encoding import PromptEncoder
 from preprocessing.tokenizer_loading import load_tokenizer
 
@@ -32,6 +36,7 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         parameters = parameter_values(config.get("parameters", {}))
+        check_known_parameters(parameters, BLS_PARAMETERS, "tensorrt_llm_bls")
         logging.getLogger("bls").addHandler(TritonLogHandler(pb_utils))
         logging.getLogger("bls").setLevel(logging.INFO)
 
