@@ -42,12 +42,6 @@ class StreamedResponse:
         return item.decode("utf-8") if isinstance(item, bytes) else item.item()
 
 
-def _triton_dtype(array: np.ndarray) -> str:
-    from tritonclient.utils import np_to_triton_dtype
-
-    return np_to_triton_dtype(array.dtype)
-
-
 def as_input_array(value: object) -> np.ndarray:
     """A Python value as a [1, ...] tensor: str -> BYTES, bool -> BOOL, int -> INT32, ..."""
     if isinstance(value, np.ndarray):
@@ -65,6 +59,20 @@ def as_input_array(value: object) -> np.ndarray:
     if isinstance(value, (list, tuple)):
         return np.array([value], dtype=np.float32)
     raise TypeError(f"cannot send {type(value).__name__} as a tensor")
+
+
+def grpc_inputs(inputs: Mapping[str, object]) -> list:
+    """`tritonclient.grpc.InferInput`s for a mapping of input name to value."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for name, value in inputs.items():
+        array = as_input_array(value)
+        tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
 
 
 def stream_generate(
@@ -86,15 +94,9 @@ def stream_generate(
     client.start_stream(callback=lambda result, error: replies.put((result, error)))
     finished = False
     try:
-        tensors = []
-        for name, value in inputs.items():
-            array = as_input_array(value)
-            tensor = grpcclient.InferInput(name, list(array.shape), _triton_dtype(array))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
         client.async_stream_infer(
             model,
-            tensors,
+            grpc_inputs(inputs),
             request_id=request_id or uuid.uuid4().hex,
             enable_empty_final_response=True,
         )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bls.client import as_input_array
+from bls.client import grpc_inputs
 
 DEFAULT_MODEL = "tensorrt_llm_bls"
 
@@ -60,7 +60,6 @@ def timed_streams(
 ) -> BatchTiming:
     """Send `count` identical requests at once; time each one's first response and end."""
     import tritonclient.grpc as grpcclient
-    from tritonclient.utils import np_to_triton_dtype
 
     events: queue.Queue = queue.Queue()
     finished: dict[str, float] = {}
@@ -69,12 +68,7 @@ def timed_streams(
         callback=lambda result, error: events.put((time.monotonic(), result, error))
     )
     try:
-        tensors = []
-        for name, value in inputs.items():
-            array = as_input_array(value)
-            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
+        tensors = grpc_inputs(inputs)
         progress = {str(index): _Progress() for index in range(count)}
         start = time.monotonic()
         for request_id in progress:
