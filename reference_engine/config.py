@@ -28,6 +28,7 @@ class EngineConfig:
     exclude_input_in_output: bool = True
     random_seed: int = 0
     cancellation_check_period_ms: float = 0.0
+    response_sender_threads: int = 8
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> EngineConfig:
@@ -70,6 +71,9 @@ class EngineConfig:
             random_seed=_int(values, "random_seed", defaults.random_seed, low=0),
             cancellation_check_period_ms=_float(
                 values, "cancellation_check_period_ms", defaults.cancellation_check_period_ms
+            ),
+            response_sender_threads=_int(
+                values, "response_sender_threads", defaults.response_sender_threads, low=1
             ),
         )
 

@@ -23,6 +23,7 @@ from reference_engine.contract import (
     EngineLimits,
     parse_request,
 )
+from reference_engine.delivery import ResponseDelivery
 from reference_engine.metrics import CANCEL_REASONS
 from reference_engine.scheduler import Scheduler
 from reference_engine.types import StopRequest
@@ -39,14 +40,20 @@ class TritonSink:
         self._pb = pb_utils
         self._request = request
         self._sender = request.get_response_sender()
+        # Triton drops outputs the client did not ask for; not building them saves the
+        # work (the BLS asks for output_ids and sequence_length only, most of the time).
+        self._requested = frozenset(request.requested_output_names() or ())
 
     def send(self, tensors: Mapping[str, np.ndarray] | None, *, final: bool) -> None:
         flags = self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
         if tensors is None:
             self._sender.send(flags=flags)
             return
+        requested = self._requested
         outputs = [
-            self._pb.Tensor(name, np.ascontiguousarray(arr)) for name, arr in tensors.items()
+            self._pb.Tensor(name, np.ascontiguousarray(arr))
+            for name, arr in tensors.items()
+            if not requested or name in requested
         ]
         self._sender.send(self._pb.InferenceResponse(output_tensors=outputs), flags=flags)
 
@@ -194,6 +201,7 @@ class TritonEngineModel:
         self.defaults = ContractDefaults(
             exclude_input_in_output=self.config.exclude_input_in_output
         )
+        self._delivery = ResponseDelivery(lanes=self.config.response_sender_threads)
         model_name = args.get("model_name", "tensorrt_llm")
         self.scheduler = Scheduler(
             self.backend,
@@ -233,11 +241,14 @@ class TritonEngineModel:
             logger.exception("could not read a request")
             sink.send_error(f"could not read the request: {exc}", "INTERNAL")
             return
+        # Refusals above are sent here, on the execute thread; everything the scheduler
+        # sends is queued for the sender threads.
         if isinstance(parsed, StopRequest):
-            self.scheduler.stop(parsed.request_id, sink)
+            self.scheduler.stop(parsed.request_id, self._delivery.wrap(sink))
         else:
-            self.scheduler.submit(parsed, sink)
+            self.scheduler.submit(parsed, self._delivery.wrap(sink))
 
     def finalize(self) -> None:
         self.scheduler.shutdown()
+        self._delivery.close()
         logging.getLogger("reference_engine").removeHandler(self._handler)

@@ -99,13 +99,19 @@ class FakeSender:
 
 
 class FakeRequest:
-    def __init__(self, inputs: dict[str, np.ndarray], request_id: str = "") -> None:
+    def __init__(
+        self, inputs: dict[str, np.ndarray], request_id: str = "", outputs: tuple[str, ...] = ()
+    ) -> None:
         self.inputs = inputs
         self._id = request_id
+        self._outputs = list(outputs)
         self.sender = FakeSender()
 
     def request_id(self) -> str:
         return self._id
+
+    def requested_output_names(self) -> list[str]:
+        return self._outputs
 
     def get_response_sender(self) -> FakeSender:
         return self.sender
@@ -185,6 +191,14 @@ def test_streaming_request_gets_tokens_then_final(engine):
         assert response.tensors["output_ids"].dtype == np.int32
     assert metric("reference_engine_requests_total").value == 1
     assert metric("reference_engine_generated_tokens_total").value == 4
+
+
+def test_only_requested_outputs_are_built(engine):
+    req = FakeRequest(gen_inputs(2), outputs=("output_ids", "sequence_length"))
+    engine.execute([req])
+    assert req.sender.event.wait(5)
+    for response, _ in req.sender.sent:
+        assert set(response.tensors) == {"output_ids", "sequence_length"}
 
 
 def test_bad_request_gets_one_error_with_final(engine):

@@ -1,0 +1,93 @@
+"""Responses leave the scheduler thread through a few sender threads.
+
+In the Python backend every `send` is a synchronous round trip to the server process (the
+stub waits until the server has taken the response). Sent from the scheduler thread, 256
+streams would cost 256 round trips per iteration, one after the other, and the engine's
+pace would be set by IPC latency rather than by its step time. The C++ backend sends from
+its own threads without waiting; this module gives the stand-in the same shape: the
+scheduler only queues a response, and `lanes` threads send them, several round trips in
+flight at once.
+
+Order: every response of one request goes through one lane (chosen when the request is
+wrapped), and a lane sends in the order it was given, so a request's FINAL always comes
+last. A send that fails marks the request lost; the scheduler sees that through
+`is_cancelled()` and ends the request, as it does for a client that went away.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from reference_engine.sink import ResponseSink
+
+logger = logging.getLogger(__name__)
+
+_CLOSE = None  # a lane's end-of-work marker
+
+
+class QueuedSink:
+    """A ResponseSink whose sends are queued on one lane of a `ResponseDelivery`."""
+
+    def __init__(self, inner: ResponseSink, lane: queue.SimpleQueue) -> None:
+        self._inner = inner
+        self._lane = lane
+        self._lost = False
+
+    def send(self, tensors: Mapping[str, np.ndarray] | None, *, final: bool) -> None:
+        self._lane.put((self, lambda: self._inner.send(tensors, final=final)))
+
+    def send_error(self, message: str, code: str) -> None:
+        self._lane.put((self, lambda: self._inner.send_error(message, code)))
+
+    def is_cancelled(self) -> bool:
+        return self._lost or self._inner.is_cancelled()
+
+    def mark_lost(self) -> None:
+        self._lost = True
+
+
+class ResponseDelivery:
+    """`lanes` sender threads; `wrap` gives a request's sink its lane."""
+
+    def __init__(self, lanes: int = 8) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
+        self._lanes: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(lanes)]
+        self._next_lane = itertools.cycle(range(lanes))
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(lane,), name=f"reference-engine-send-{index}", daemon=True
+            )
+            for index, lane in enumerate(self._lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def wrap(self, sink: ResponseSink) -> QueuedSink:
+        return QueuedSink(sink, self._lanes[next(self._next_lane)])
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Send everything queued so far, then stop the threads."""
+        for lane in self._lanes:
+            lane.put(_CLOSE)
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    @staticmethod
+    def _run(lane: queue.SimpleQueue) -> None:
+        while True:
+            item: tuple[QueuedSink, Callable[[], None]] | None = lane.get()
+            if item is _CLOSE:
+                return
+            sink, send = item
+            try:
+                send()
+            except Exception:
+                logger.exception("sending a response failed")
+                sink.mark_lost()

@@ -1,0 +1,79 @@
+"""ResponseDelivery: the scheduler queues responses, sender threads send them in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from reference_engine.delivery import ResponseDelivery
+from reference_engine.testing import RecordingSink
+
+
+class SlowSink(RecordingSink):
+    """Each send takes a while, as a round trip to the server does."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.threads: set[str] = set()
+
+    def send(self, tensors, *, final):
+        time.sleep(self.delay_s)
+        self.threads.add(threading.current_thread().name)
+        super().send(tensors, final=final)
+
+
+def test_each_sink_keeps_its_order_and_final_comes_last():
+    delivery = ResponseDelivery(lanes=4)
+    sinks = [RecordingSink() for _ in range(10)]
+    wrapped = [delivery.wrap(sink) for sink in sinks]
+    for step in range(20):
+        for queued in wrapped:
+            queued.send({"step": step}, final=step == 19)
+    delivery.close()
+    for sink in sinks:
+        assert [int(r.tensors["step"]) for r in sink.responses] == list(range(20))
+        assert [r.final for r in sink.responses] == [False] * 19 + [True]
+
+
+def test_sends_of_different_requests_overlap():
+    # 8 requests x 5 sends x 20 ms: one after the other that is 0.8 s; on 8 lanes, 0.1 s.
+    delivery = ResponseDelivery(lanes=8)
+    sinks = [SlowSink(0.02) for _ in range(8)]
+    started = time.monotonic()
+    for queued in [delivery.wrap(sink) for sink in sinks]:
+        for step in range(5):
+            queued.send({"step": step}, final=step == 4)
+    delivery.close()
+    assert time.monotonic() - started < 0.5
+    assert all(len(sink.responses) == 5 for sink in sinks)
+    # One request's sends all go through one lane.
+    assert all(len(sink.threads) == 1 for sink in sinks)
+
+
+def test_a_failed_send_reads_as_cancelled():
+    delivery = ResponseDelivery(lanes=2)
+    broken = RecordingSink()
+    broken.fail_sends = True
+    queued = delivery.wrap(broken)
+    assert not queued.is_cancelled()
+    queued.send({"step": 0}, final=False)
+    delivery.close()
+    assert queued.is_cancelled()
+
+
+def test_errors_are_queued_behind_responses():
+    delivery = ResponseDelivery(lanes=1)
+    sink = SlowSink(0.01)
+    queued = delivery.wrap(sink)
+    queued.send({"step": 0}, final=False)
+    queued.send_error("engine failed", "INTERNAL")
+    delivery.close()
+    assert [r.error for r in sink.responses] == [None, ("engine failed", "INTERNAL")]
+
+
+def test_lanes_must_be_positive():
+    with pytest.raises(ValueError, match="lanes"):
+        ResponseDelivery(lanes=0)
