@@ -1,16 +1,16 @@
 """The BLS side of the `tensorrt_llm` tensor contract: what we send, what comes back.
 
-Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_engine` moves
-these arrays through pb_utils. The contract is shared/facts/tensorrt_llm_model_contract.md.
+Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_io` moves these
+arrays through pb_utils. The contract is TensorRT-LLM's C++ `tensorrt_llm` model's: its
+config is model_repository/tensorrt_llm/config.pbtxt.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -49,20 +49,6 @@ class EngineResponse:
     error: str | None = None
     error_code: str | None = None  # a pb_utils.TritonError code name, e.g. "INVALID_ARG"
     final: bool = False
-
-
-class EngineClient(Protocol):
-    """How the orchestrator talks to the engine model (Triton BLS calls in production)."""
-
-    def generate(
-        self, request_id: str, inputs: Mapping[str, np.ndarray]
-    ) -> Iterator[EngineResponse]:
-        """Start a streaming engine request; yields responses until its final one."""
-        ...
-
-    def cancel(self, request_id: str) -> None:
-        """Ask the engine to end the in-flight request with this id (stop=true)."""
-        ...
 
 
 _request_numbers = itertools.count(1)
@@ -137,6 +123,17 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
     return inputs
 
 
+def engine_outputs(request: GenerateRequest, prompts: EncodedPrompts) -> tuple[str, ...]:
+    """The outputs this request needs: every tensor asked for is built, moved and read for
+    every token, so the indices and log probs are asked for only when they can matter."""
+    outputs = ["output_ids", "sequence_length"]
+    if len(prompts.input_ids) > 1 or request.sampling.num_return_sequences > 1:
+        outputs += ["batch_index", "sequence_index"]
+    if request.return_log_probs:
+        outputs.append("output_log_probs")
+    return tuple(outputs)
+
+
 def cancel_inputs() -> dict[str, np.ndarray]:
     """A stop request's own inputs, per the contract (the request id says which to stop)."""
     return {
@@ -188,12 +185,3 @@ def engine_rows(outputs: Mapping[str, np.ndarray | None]) -> tuple[EngineRow, ..
             )
         )
     return tuple(rows)
-
-
-ENGINE_OUTPUTS = (
-    "output_ids",
-    "sequence_length",
-    "output_log_probs",
-    "batch_index",
-    "sequence_index",
-)

@@ -17,6 +17,7 @@ from preprocessing.config import ConfigError, parameter_values, parse_bool, pars
 BLS_PARAMETERS = (
     "tokenizer_dir",
     "tensorrt_llm_model_name",
+    "engine_grpc_url",
     "max_input_len",
     "max_output_len",
     "max_seq_len",
@@ -27,6 +28,9 @@ BLS_PARAMETERS = (
     "max_num_return_sequences",
     "trust_remote_code",
     "skip_special_tokens",
+    "max_concurrent_requests",
+    "cancellation_check_period_ms",
+    "response_sender_threads",
 )
 
 
@@ -118,3 +122,32 @@ class BlsLimits:
             )
         kwargs["max_batch_rows"] = max_batch_size
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How one instance of the model serves requests (see its config.pbtxt comments)."""
+
+    # Requests served at once; more wait for a slot, in arrival order.
+    max_concurrent_requests: int = 256
+    # How often every request's client is asked whether it cancelled (a round trip each).
+    cancellation_check_period_ms: int = 100
+    # Threads that send responses (each send is a round trip to the server).
+    response_sender_threads: int = 8
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> ServingOptions:
+        values = parameter_values(parameters)
+        return cls(
+            **{
+                name: parse_positive_int(name, values[name])
+                for name in cls.__dataclass_fields__
+                if name in values
+            }
+        )

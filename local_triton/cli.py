@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds (default 180)")
     parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose")
     parser.add_argument("--quiet", action="store_true", help="do not echo the server's log")
+    parser.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to tritonserver as it is (repeatable), e.g. "
+        "--server-arg=--backend-config=python,shm-default-byte-size=16777216",
+    )
     return parser
 
 
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             ready_timeout_s=args.ready_timeout,
             log_verbose=args.log_verbose,
+            extra_args=tuple(args.server_args),
         )
         server = TritonServer(
             options, echo=None if args.quiet else print, distribution=distribution
