@@ -93,31 +93,27 @@ class CharacterAssembler:
     unfinished character."""
 
     def __init__(self) -> None:
-        self._ids: tuple[int, ...] = ()
+        # The pieces of the unfinished character, oldest first (read-only outside).
+        self.held_ids: tuple[int, ...] = ()
         self._bytes = b""
-
-    @property
-    def held_ids(self) -> tuple[int, ...]:
-        """The pieces of the unfinished character, oldest first."""
-        return self._ids
 
     def push(self, token_id: int, value: int) -> list[ByteGroup]:
         """Add the piece `token_id` of byte `value`; return the groups it completes."""
         groups: list[ByteGroup] = []
-        if self._ids:
+        if self.held_ids:
             data = self._bytes + bytes((value,))
             if is_unfinished_character(data):
-                self._hold((*self._ids, token_id), data)
+                self._hold((*self.held_ids, token_id), data)
                 return groups
             if len(data) == _character_length(data[0]) and value in _CONTINUATION:
                 # A well-formed prefix one byte short of its length, completed by a
                 # continuation byte: a whole character.
-                groups.append(ByteGroup((*self._ids, token_id), valid=True))
+                groups.append(ByteGroup((*self.held_ids, token_id), valid=True))
                 self._hold((), b"")
                 return groups
             # The byte cannot continue the held bytes: they are one invalid subpart, and
             # the byte starts afresh.
-            groups.append(ByteGroup(self._ids, valid=False))
+            groups.append(ByteGroup(self.held_ids, valid=False))
         byte = bytes((value,))
         if is_unfinished_character(byte):
             self._hold((token_id,), byte)
@@ -128,12 +124,12 @@ class CharacterAssembler:
 
     def flush(self) -> list[ByteGroup]:
         """End the run: an unfinished character is an invalid subpart."""
-        if not self._ids:
+        if not self.held_ids:
             return []
-        group = ByteGroup(self._ids, valid=False)
+        group = ByteGroup(self.held_ids, valid=False)
         self._hold((), b"")
         return [group]
 
     def _hold(self, ids: tuple[int, ...], data: bytes) -> None:
-        self._ids = ids
+        self.held_ids = ids
         self._bytes = data

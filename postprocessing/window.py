@@ -67,13 +67,15 @@ class WindowDecoder:
         self._profile = profile
         self._rust = profile.rust
         self._options = options
-        self._pieces = profile.byte_fallback
+        pieces = profile.byte_fallback
+        # Byte-fallback piece id -> its byte (None without byte fallback).
+        self._value_of = pieces.value_of if pieces is not None else None
         self._assembler = CharacterAssembler()
         # What an invalid subpart goes into the window as: U+FFFD's own pieces.
-        self._replacement_ids = self._pieces.replacement_ids if self._pieces else ()
+        self._replacement_ids = pieces.replacement_ids if pieces is not None else ()
         # With byte fallback handled here the decode never ends in an unfinished
         # character, so a U+FFFD at its end is final text.
-        self._replacement_is_final = self._pieces is not None
+        self._replacement_is_final = pieces is not None
         # Emitted ids, newest last; the context of the next window decode is its tail.
         self._history: deque[int] = deque(context, maxlen=MAX_CONTEXT_IDS)
         # Ids in the window whose text has not been returned yet.
@@ -92,9 +94,9 @@ class WindowDecoder:
         return (*self._pending, *self._assembler.held_ids)
 
     def step(self, token_id: int) -> str:
-        pieces = self._pieces
-        if pieces is not None:
-            value = pieces.value_of.get(token_id)
+        value_of = self._value_of
+        if value_of is not None:
+            value = value_of.get(token_id)
             if value is not None:
                 return self._take_groups(self._assembler.push(token_id, value))
             if self._assembler.held_ids:
@@ -197,12 +199,12 @@ class WindowDecoder:
         """`start` moved back to the first piece of the character it falls inside (a
         context starting with a stray continuation byte would make the decoder turn the
         whole run into U+FFFD), or forward past it if that piece is no longer kept."""
-        pieces = self._pieces
-        if pieces is None:
+        value_of = self._value_of
+        if value_of is None:
             return start
 
         def continues(index: int) -> bool:
-            value = pieces.value_of.get(history[index])
+            value = value_of.get(history[index])
             return value is not None and value & 0xC0 == 0x80
 
         while start > 0 and start < len(history) and continues(start):
