@@ -18,8 +18,8 @@ Contract (checked by tests/unit/test_detokenizer_properties.py):
   comes from text), and for byte-level tokenizers for every id sequence.
   Where it differs: a run of byte-fallback pieces with invalid bytes in it. Hugging
   Face's ByteFallback decoder turns such a WHOLE run into one U+FFFD per byte, complete
-  characters inside it included, so matching it would mean holding every run until it
-  ends (a family emoji of 25 byte pieces would be silent for 24 steps). Here only the
+  characters inside it included, so matching it would mean holding every run until the
+  id after it (a family emoji of 25 byte pieces: 25 silent steps). Here only the
   invalid subparts become U+FFFD: the pieces <0x41> <0xE4> followed by "▁the" decode to
   two U+FFFD and " the" there, and to "A", one U+FFFD and " the" here.
 - The work per token does not grow with the length of the sequence.

@@ -1,8 +1,10 @@
 """What the detokenizer needs to know about a tokenizer, worked out once and cached.
 
 A detokenizer is created per sequence (thousands per second on a busy server), so the
-per-tokenizer facts (which ids are special, which ids are byte-fallback pieces, whether
-the Rust `DecodeStream` can be used) are computed once per tokenizer object and shared.
+per-tokenizer facts (which ids are special; whether it is byte-level, decoding each id
+as its bytes, or has byte-fallback pieces it decodes as bytes; whether the Rust
+`DecodeStream` can be used) are computed once per tokenizer object and shared. The
+byte facts are checked against the tokenizer's own decode, never assumed from names.
 
 Supported tokenizers: transformers tokenizers (fast, backed by a Rust
 `tokenizers.Tokenizer`, or slow, pure Python) and bare `tokenizers.Tokenizer` objects.
