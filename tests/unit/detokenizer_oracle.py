@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Set
 
 from tokenizers import Tokenizer
 
@@ -94,7 +95,7 @@ def skipped_ids(tokenizer, vocab_size: int) -> set[int]:
 
 
 def rule_text(
-    tokenizer, ids: list[int], skip: bool, *, pieces: dict[int, int], skipped: set[int]
+    tokenizer, ids: list[int], skip: bool, *, pieces: dict[int, int], skipped: Set[int]
 ) -> str:
     """The detokenizer's contract: the tokenizer's decode once each run of byte pieces
     is valid UTF-8, every invalid subpart replaced by the pieces of U+FFFD's own bytes,

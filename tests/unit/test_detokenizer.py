@@ -133,6 +133,22 @@ def test_a_run_with_an_invalid_byte_keeps_its_complete_characters(sp):
         stream.step(sp._tokenizer, ids[3])
 
 
+def test_decode_texts_keeps_the_order_of_a_batch_with_invalid_runs(sp):
+    the = sp.convert_tokens_to_ids("▁the")
+    sequences = [
+        sp.encode("Hello 今天 ꙮ", add_special_tokens=True),
+        [the, byte_piece(sp, 0x41), byte_piece(sp, 0xE4), the],  # the slow path
+        [],
+        sp.encode("ok 𝔘", add_special_tokens=False)[:-1],  # unfinished at the end
+        sp.encode("done", add_special_tokens=False),
+    ]
+    for skip in (True, False):
+        streamed = ["".join(one_by_one(sp, ids, skip)) for ids in sequences]
+        options = DecodeOptions(skip_special_tokens=skip)
+        assert decode_texts(sp, sequences, options) == streamed
+    assert streamed[1:] == [f"theA{R} the", "", f"ok {R}", "done"]
+
+
 @pytest.mark.parametrize("fixture", ["sp", "bpe"])
 def test_a_family_emoji_of_25_bytes_streams_character_by_character(fixture, request):
     # One id per byte (byte-fallback pieces; byte-level one-byte tokens), the way a
