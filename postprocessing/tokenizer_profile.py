@@ -16,6 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import tokenizers
+from packaging.version import Version
+
 try:  # DecodeStream exists from tokenizers 0.21; older versions use the window decode only.
     from tokenizers import Tokenizer as RustTokenizer
     from tokenizers.decoders import DecodeStream
@@ -23,6 +26,14 @@ except ImportError:  # pragma: no cover - depends on the installed tokenizers ve
     from tokenizers import Tokenizer as RustTokenizer
 
     DecodeStream = None
+
+# tokenizers 0.21.0's DecodeStream.step panics once it trims its buffer (it cut at
+# read_index instead of prefix_index; huggingface/tokenizers PR #1699, first released in
+# 0.21.1). A Rust panic reaches Python as pyo3's PanicException, a BaseException, so it
+# cannot be caught like the "Invalid prefix" errors: such versions use the window decode,
+# which gives the same text. 0.21.0 is what transformers 4.51 (the oldest containers)
+# accepts at its lower end.
+FIRST_SAFE_DECODE_STREAM = Version("0.21.1")
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class TokenizerProfile:
         self.vocab_size = self._vocab_size()
         self.special_ids = frozenset(self._special_ids())
         self.byte_piece_ids = frozenset(self._byte_piece_ids())
-        self.supports_decode_stream = self.has_rust and DecodeStream is not None
+        self.supports_decode_stream = self.has_rust and decode_stream_is_safe()
         self.supports_stream_priming = self.supports_decode_stream and _decode_stream_takes_ids()
 
     @property
@@ -182,6 +193,13 @@ def _reference(tokenizer: Any) -> Any:
         return weakref.ref(tokenizer)
     except TypeError:
         return lambda: tokenizer
+
+
+def decode_stream_is_safe() -> bool:
+    """Whether the installed tokenizers has a DecodeStream that does not panic."""
+    if DecodeStream is None:
+        return False
+    return Version(tokenizers.__version__) >= FIRST_SAFE_DECODE_STREAM
 
 
 def _decode_stream_takes_ids() -> bool:
