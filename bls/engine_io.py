@@ -94,7 +94,8 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
 
     sampling = request.sampling
     # Only what the client gave: left out, the engine applies its own defaults. Names as
-    # the C++ backend of TensorRT-LLM 0.1x-1.x declares them (older: min_length, random_seed).
+    # the C++ backend declares them from Triton 25.05 on (older backends, before 25.05:
+    # min_length, random_seed).
     optional: list[tuple[str, object, type]] = [
         ("runtime_top_k", sampling.top_k, np.int32),
         ("runtime_top_p", sampling.top_p, np.float32),

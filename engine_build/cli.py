@@ -82,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--kv-cache-quantization",
         choices=[q.value for q in KvCacheQuantization],
         default=KvCacheQuantization.NONE.value,
+        help="calibrated: fp8 by ModelOpt; int8 by ModelOpt with int4_awq/fp8 weights, "
+        "else by the model class's own quantize (see docs/production.md)",
     )
     model.add_argument(
         "--calib-dataset",
         default=_DEFAULTS.calib_dataset,
-        help="ModelOpt calibration data: a dataset name (downloaded) or a local path",
+        help="calibration data: a dataset name (downloaded) or a local path",
     )
     model.add_argument("--calib-size", type=int, default=_DEFAULTS.calib_size)
     model.add_argument("--awq-block-size", type=int, default=_DEFAULTS.awq_block_size)

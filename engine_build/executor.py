@@ -30,6 +30,7 @@ from engine_build.checkpoint import (
 from engine_build.gpus import count_gpus
 from engine_build.launch import launch_script, slurm_script
 from engine_build.layout import OutputLayout
+from engine_build.model_support import validate_conversion
 from engine_build.options import (
     BuildError,
     BuildOptions,
@@ -90,6 +91,14 @@ def prepare(options: BuildOptions) -> tuple[BuildOptions, CheckpointInfo, list[B
     checkpoint = inspect_checkpoint(options.checkpoint)
     options = resolve_lengths(options, checkpoint.max_position_embeddings)
     validate_options(options, checkpoint.max_position_embeddings)
+    if options.engine is EngineKind.TENSORRT_LLM:
+        validate_conversion(
+            checkpoint.architecture,
+            options.quantization,
+            options.kv_cache_quantization,
+            trust_remote_code=options.trust_remote_code,
+            has_custom_code=checkpoint.has_custom_code,
+        )
     check_tokenizer_dir(options.resolved_tokenizer_dir, given=options.tokenizer_dir is not None)
     return options, checkpoint, plan_build(options, checkpoint)
 

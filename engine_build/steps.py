@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from engine_build.checkpoint import CheckpointInfo
 from engine_build.layout import OutputLayout
-from engine_build.options import BuildOptions, EngineKind, resolve_lengths
+from engine_build.options import BuildOptions, ConversionRoute, EngineKind, resolve_lengths
 from engine_build.values import flatten_edits, repository_edits
 
 
@@ -142,9 +142,11 @@ def convert_step(
 ) -> BuildStep:
     quant_algo = options.quantization.quant_algo
     kv_algo = options.kv_cache_quantization.quant_algo
-    # ModelOpt quantization (AWQ, FP8, a quantized KV cache) calibrates on data and
-    # writes every rank itself; the rest is a per-rank conversion of the weights.
-    calibrate = options.quantization.needs_calibration or kv_algo is not None
+    # A calibrating route (ModelOpt, or the model class's own int8 KV cache calibration)
+    # runs the model on data and writes every rank itself; the rest is a per-rank
+    # conversion of the weights.
+    route = options.conversion_route
+    calibrate = route.calibrates
     command = [
         sys.executable,
         "-m",
@@ -190,7 +192,7 @@ def convert_step(
     return BuildStep(
         CONVERT_CHECKPOINT,
         "convert the Hugging Face checkpoint to a TensorRT-LLM checkpoint"
-        + (" (ModelOpt calibration)" if calibrate else ""),
+        + _CALIBRATION_NOTE[route],
         StepKind.EXTERNAL,
         command=tuple(command),
         arguments={
@@ -199,6 +201,7 @@ def convert_step(
             "dtype": options.dtype.value,
             "quant_algo": quant_algo or "none",
             "kv_cache_quant_algo": kv_algo or "none",
+            "trust_remote_code": str(options.trust_remote_code),
             "mapping": (
                 f"Mapping(world_size={options.world_size}, tp_size={options.tp_size}, "
                 f"pp_size={options.pp_size}, moe_tp_size={options.resolved_moe_tp_size}, "
@@ -207,6 +210,15 @@ def convert_step(
             "output": str(layout.trtllm_checkpoint),
         },
     )
+
+
+_CALIBRATION_NOTE = {
+    ConversionRoute.PER_RANK: "",
+    ConversionRoute.MODELOPT: " (ModelOpt calibration)",
+    ConversionRoute.CLASS_CALIBRATION: (
+        " (int8 KV cache calibration by the model class's own quantize, not ModelOpt)"
+    ),
+}
 
 
 def build_engine_step(options: BuildOptions, layout: OutputLayout) -> BuildStep:

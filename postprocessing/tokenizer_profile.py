@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import tokenizers
+from packaging.version import Version
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import decoders
 
@@ -38,6 +40,13 @@ _BYTE_FALLBACK_PROBES = {
     (0xE4, 0xB8, 0xAD): "中",
     (0xEF, 0xBF, 0xBD): REPLACEMENT_CHARACTER,
 }
+# tokenizers 0.21.0's DecodeStream.step panics once it trims its buffer (it cut at
+# read_index instead of prefix_index; huggingface/tokenizers PR #1699, first released in
+# 0.21.1). A Rust panic reaches Python as pyo3's PanicException, a BaseException, so it
+# cannot be caught like the "Invalid prefix" errors: such versions use the window decode,
+# which gives the same text. 0.21.0 is what transformers 4.51 (the oldest containers)
+# accepts at its lower end.
+FIRST_SAFE_DECODE_STREAM = Version("0.21.1")
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class TokenizerProfile:
         # How text is followed byte by byte: at most one of the two is set.
         self.byte_level = self._byte_level()
         self.byte_fallback = None if self.byte_level else self._byte_fallback(pieces)
-        self.supports_decode_stream = self.has_rust and DecodeStream is not None
+        self.supports_decode_stream = self.has_rust and decode_stream_is_safe()
         self.supports_stream_priming = self.supports_decode_stream and _decode_stream_takes_ids()
 
     @property
@@ -236,6 +245,13 @@ def _reference(tokenizer: Any) -> Any:
         return weakref.ref(tokenizer)
     except TypeError:
         return lambda: tokenizer
+
+
+def decode_stream_is_safe() -> bool:
+    """Whether the installed tokenizers has a DecodeStream that does not panic."""
+    if DecodeStream is None:
+        return False
+    return Version(tokenizers.__version__) >= FIRST_SAFE_DECODE_STREAM
 
 
 def _decode_stream_takes_ids() -> bool:

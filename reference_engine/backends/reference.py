@@ -34,6 +34,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def load_float32_model(model_dir: Path | str) -> Any:
+    """`AutoModelForCausalLM.from_pretrained(model_dir)` in float32, on the CPU.
+
+    transformers 4.56 renamed the argument `torch_dtype` to `dtype`; older releases (4.51
+    in the oldest supported containers) hand an unknown `dtype` on to the model's
+    constructor, which fails with a TypeError.
+    """
+    import torch
+    import transformers
+    from packaging.version import Version
+
+    name = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        str(model_dir), **{name: torch.float32}
+    )
+
+
 @dataclass
 class _SequenceState:
     cache: Any  # the model's past_key_values, None before the first (prompt) pass
@@ -52,11 +69,10 @@ class ReferenceBackend(GenerationBackend):
         # Imported here so that the synthetic backend (and the contract code) never
         # needs torch or transformers.
         import torch
-        from transformers import AutoModelForCausalLM
 
         self._torch = torch
         self.device = torch.device(resolve_device(device))
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        model = load_float32_model(model_dir)
         self.model = model.to(self.device).eval()
         config = self.model.config
         output_embeddings = self.model.get_output_embeddings()
