@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import GUIDE_CACHE_SIZE, GUIDE_TYPE_INPUT, Guide, guide_grammar
+from preprocessing.guided_decoding import (
+    GUIDE_CACHE_SIZE,
+    GUIDE_INPUT,
+    GUIDE_TYPE_INPUT,
+    Guide,
+    guide_grammar,
+)
 from reference_engine.types import SequenceSpec
 
 logger = logging.getLogger(__name__)
@@ -150,6 +156,15 @@ class GuidedDecoder:
             info.vocab_type.name,
         )
         return self._compiler
+
+
+def raise_no_token_left() -> None:
+    """The guide allows only tokens the request itself bans: the request contradicts itself."""
+    raise RequestError(
+        GUIDE_INPUT,
+        "the guide allows no token that the request's bad_words and min_tokens leave (e.g. "
+        "the guide is complete, so only end_id may follow, but min_tokens is not reached)",
+    )
 
 
 def _load_tokenizer(tokenizer_dir: Path) -> Any:

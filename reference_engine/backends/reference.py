@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
-from reference_engine.guided import GuidedDecoder, GuideState
+from reference_engine.guided import GuidedDecoder, GuideState, raise_no_token_left
 from reference_engine.types import LiveSequence, StepOutput
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class ReferenceBackend(GenerationBackend):
             for seq in seqs:
                 try:
                     results.append(self._step_one(seq))
+                except RequestError as exc:  # the request's own doing: no traceback
+                    results.append(exc)
                 except Exception as exc:  # one bad sequence must not stop the others
                     logger.exception("reference backend: sequence failed")
                     results.append(exc)
@@ -140,10 +143,7 @@ class ReferenceBackend(GenerationBackend):
             # logit stays -inf through bias, temperature and penalties.
             state.guide.mask_logits(processed)
             if not bool(torch.isfinite(processed).any()):
-                raise RuntimeError(
-                    "guided decoding: no token is left that both the guide and the request's "
-                    "bad_words / min_tokens allow"
-                )
+                raise_no_token_left()
         token = choose_token(processed, seq, state.sampling)
         log_prob = log_prob_of(processed, token) if seq.spec.return_log_probs else None
         after_token(seq, state.sampling, token)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reference_engine.backends.base import GenerationBackend
-from reference_engine.guided import GuidedDecoder, GuideState
+from reference_engine.guided import GuidedDecoder, GuideState, raise_no_token_left
 from reference_engine.types import LiveSequence, StepOutput
 from reference_engine.words import banned_next_tokens
 
@@ -96,10 +96,7 @@ class SyntheticBackend(GenerationBackend):
         if state.guide is not None:
             allowed = [t for t in state.guide.allowed_tokens() if t not in excluded]
             if not allowed:
-                raise RuntimeError(
-                    "guided decoding: no token is left that both the guide and the request's "
-                    "bad_words / min_tokens allow"
-                )
+                raise_no_token_left()
             token = allowed[state.rng.randrange(len(allowed))]
             state.guide.accept(token)
             return self._output(seq, token)
