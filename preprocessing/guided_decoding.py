@@ -17,7 +17,10 @@ tokenizer: compiling a grammar against the vocabulary is the engine's job.
 xgrammar is imported only when a request carries a guide: the BLS must still load in
 the older TensorRT-LLM containers that do not ship it (there a guide is refused with
 UNSUPPORTED). The API used here (`Grammar.from_json_schema`, `from_regex`, `from_ebnf`,
-`builtin_json_grammar`) exists unchanged in every xgrammar release since 0.1.18.
+`builtin_json_grammar`) is the same in xgrammar 0.1.10, 0.1.18, 0.1.21 and 0.2.9 (the
+BLS's guide tests pass with each; only xgrammar's own error wording differs).
+TensorRT-LLM's requirements.txt pinned xgrammar 0.1.18 from mid-2025 and later 0.1.21,
+0.1.25 and 0.1.32.
 """
 
 from __future__ import annotations

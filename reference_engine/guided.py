@@ -49,13 +49,19 @@ class GuideState:
         self._vocab_size = vocab_size
         self._bitmask = xgrammar.allocate_token_bitmask(1, vocab_size)
 
+    def allows(self, token_id: int) -> bool:
+        """Whether the guide allows `token_id` next (after `mask_logits` or
+        `allowed_tokens`, which fill the bitmask for this step)."""
+        if not 0 <= token_id < self._vocab_size:
+            return False
+        word = int(self._bitmask[0, token_id // 32])
+        return bool((word >> (token_id % 32)) & 1)
+
     def mask_logits(self, logits: Any) -> None:
         """Set every token the guide does not allow next to -inf (logits: float [vocab])."""
         self._matcher.fill_next_token_bitmask(self._bitmask)
         bitmask = self._bitmask.to(logits.device)
-        self._xgrammar.apply_token_bitmask_inplace(
-            logits.view(1, -1), bitmask, vocab_size=self._vocab_size
-        )
+        self._xgrammar.apply_token_bitmask_inplace(logits.view(1, -1), bitmask)
 
     def allowed_tokens(self) -> list[int]:
         """Token ids the guide allows next (for backends that have no logits)."""
@@ -63,9 +69,7 @@ class GuideState:
 
         self._matcher.fill_next_token_bitmask(self._bitmask)
         logits = torch.zeros(self._vocab_size, dtype=torch.float32)
-        self._xgrammar.apply_token_bitmask_inplace(
-            logits.view(1, -1), self._bitmask, vocab_size=self._vocab_size
-        )
+        self._xgrammar.apply_token_bitmask_inplace(logits.view(1, -1), self._bitmask)
         return torch.nonzero(torch.isfinite(logits)).flatten().tolist()
 
     def accept(self, token_id: int) -> None:
@@ -158,12 +162,18 @@ class GuidedDecoder:
         return self._compiler
 
 
+def guide_ends_early(guide: GuideState, end_id: int | None) -> bool:
+    """Whether the guide is complete and allows nothing but end_id, which min_tokens still
+    holds back: then the guide wins and the sequence ends (a guided output never grows
+    past its end to reach min_tokens)."""
+    return end_id is not None and guide.allows(end_id)
+
+
 def raise_no_token_left() -> None:
     """The guide allows only tokens the request itself bans: the request contradicts itself."""
     raise RequestError(
         GUIDE_INPUT,
-        "the guide allows no token that the request's bad_words and min_tokens leave (e.g. "
-        "the guide is complete, so only end_id may follow, but min_tokens is not reached)",
+        "the guide allows no token that the request's bad_words leave",
     )
 
 

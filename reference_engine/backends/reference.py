@@ -18,7 +18,12 @@ from typing import Any
 
 from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
-from reference_engine.guided import GuidedDecoder, GuideState, raise_no_token_left
+from reference_engine.guided import (
+    GuidedDecoder,
+    GuideState,
+    guide_ends_early,
+    raise_no_token_left,
+)
 from reference_engine.types import LiveSequence, StepOutput
 
 logger = logging.getLogger(__name__)
@@ -143,7 +148,9 @@ class ReferenceBackend(GenerationBackend):
             # logit stays -inf through bias, temperature and penalties.
             state.guide.mask_logits(processed)
             if not bool(torch.isfinite(processed).any()):
-                raise_no_token_left()
+                if not guide_ends_early(state.guide, seq.spec.end_id):
+                    raise_no_token_left()
+                processed[seq.spec.end_id] = 0.0
         token = choose_token(processed, seq, state.sampling)
         log_prob = log_prob_of(processed, token) if seq.spec.return_log_probs else None
         after_token(seq, state.sampling, token)

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reference_engine.backends.base import GenerationBackend
-from reference_engine.guided import GuidedDecoder, GuideState, raise_no_token_left
+from reference_engine.guided import (
+    GuidedDecoder,
+    GuideState,
+    guide_ends_early,
+    raise_no_token_left,
+)
 from reference_engine.types import LiveSequence, StepOutput
 from reference_engine.words import banned_next_tokens
 
@@ -96,7 +101,9 @@ class SyntheticBackend(GenerationBackend):
         if state.guide is not None:
             allowed = [t for t in state.guide.allowed_tokens() if t not in excluded]
             if not allowed:
-                raise_no_token_left()
+                if not guide_ends_early(state.guide, end_id):
+                    raise_no_token_left()
+                allowed = [end_id]
             token = allowed[state.rng.randrange(len(allowed))]
             state.guide.accept(token)
             return self._output(seq, token)

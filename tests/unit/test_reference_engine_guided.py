@@ -12,6 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from preprocessing.word_lists import encode_word_list
 from reference_engine.backends.reference import ReferenceBackend
 from reference_engine.backends.synthetic import SyntheticBackend
 from reference_engine.contract import EngineLimits, parse_request
@@ -171,21 +172,39 @@ def test_a_guide_is_compiled_once(fixtures):
     assert backend.guides.compilations == 2
 
 
-def test_a_guide_min_tokens_contradicts_is_the_requests_error(backend):
-    (sink,) = run(backend, [{**guide("regex", "x"), "min_tokens": np.array([[5]], np.int32)}])
+def test_a_complete_guide_ends_the_sequence_before_min_tokens(backend, tokenizer):
+    (sink,) = run(backend, [{**guide("regex", "xy"), "min_tokens": np.array([[6]], np.int32)}])
+    assert sink.error is None
+    assert tokenizer.decode(sink.tokens()) == "xy"  # ended on end_id, under min_tokens
+
+
+def test_a_guide_that_bad_words_leave_no_token_is_the_requests_error(backend, tokenizer):
+    import xgrammar
+
+    decoded = xgrammar.TokenizerInfo.from_huggingface(tokenizer).decoded_vocab
+    x_tokens = [[token_id] for token_id, text in enumerate(decoded) if text == b"x"]
+    assert x_tokens  # "x" and its byte-fallback form <0x78>
+    bad = encode_word_list(x_tokens)[None]
+    (sink,) = run(backend, [{**guide("regex", "x+"), "bad_words_list": bad}])
     message, code = sink.error
     assert code == "INVALID_ARG"
-    assert "guided_decoding_guide: the guide allows no token" in message
+    assert "guided_decoding_guide: the guide allows no token that the request's bad_words" in (
+        message
+    )
 
 
 def test_the_synthetic_backend_draws_among_what_the_guide_allows(fixtures, tokenizer):
     backend = SyntheticBackend(
         step_ms=0, vocab_size=tokenizer.vocab_size, tokenizer_dir=fixtures.tiny_llama
     )
-    sinks = run(backend, [guide("regex", r"[0-9]{1,4}")] * 3 + [{}])
+    min_tokens = {"min_tokens": np.array([[3]], np.int32)}
+    sinks = run(
+        backend, [guide("regex", r"[0-9]{1,4}")] * 3 + [{}, {**guide("regex", "7"), **min_tokens}]
+    )
     for sink in sinks[:3]:
         assert re.fullmatch(r"[0-9]{1,4}", tokenizer.decode(sink.tokens()))
     assert len(sinks[3].tokens()) == MAX_TOKENS  # unguided: end_id is never drawn (policy -1)
+    assert tokenizer.decode(sinks[4].tokens()) == "7"  # the complete guide beats min_tokens
 
 
 def test_without_a_tokenizer_guided_requests_are_unsupported():
