@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from preprocessing.errors import RequestError
+from preprocessing.errors import RequestError, load_json
 
 GUIDE_TYPE_INPUT = "guided_decoding_guide_type"
 GUIDE_INPUT = "guided_decoding_guide"
@@ -139,14 +138,12 @@ def _guide_problem(guide: Guide) -> tuple[str, str, str] | None:
 
 
 def _check_json(text: str) -> None:
-    try:
-        schema = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RequestError(
-            GUIDE_INPUT,
-            f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno}); "
-            "guided_decoding_guide_type json_schema needs a JSON schema",
-        ) from None
+    schema = load_json(
+        GUIDE_INPUT,
+        text,
+        subject="",
+        expected="guided_decoding_guide_type json_schema needs a JSON schema",
+    )
     if not isinstance(schema, (dict, bool)):
         raise RequestError(
             GUIDE_INPUT,
