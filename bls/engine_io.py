@@ -128,7 +128,9 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
         if value is not None:
             inputs[name] = repeat(value, dtype)
     if request.guide is not None:
-        # The C++ backend's names; json has no guide text.
+        # The C++ backend's names; json has no guide text. Every row holds the same string,
+        # which the C++ backend needs: it splits a BYTES input of B rows into B equal
+        # byte ranges (tensorrtllm_backend v0.19.0 inflight_batcher_llm/src/utils.cc).
         inputs["guided_decoding_guide_type"] = repeat(
             request.guide.guide_type.value.encode("utf-8"), np.object_
         )
