@@ -114,6 +114,15 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
     for name, value, dtype in optional:
         if value is not None:
             inputs[name] = repeat(value, dtype)
+    if request.guide is not None:
+        # The C++ backend's names; json has no guide text. Every row holds the same string,
+        # which the C++ backend needs: it splits a BYTES input of B rows into B equal
+        # byte ranges (tensorrtllm_backend v0.19.0 inflight_batcher_llm/src/utils.cc).
+        inputs["guided_decoding_guide_type"] = repeat(
+            request.guide.guide_type.value.encode("utf-8"), np.object_
+        )
+        if request.guide.text is not None:
+            inputs["guided_decoding_guide"] = repeat(request.guide.text.encode("utf-8"), np.object_)
     if request.lora is not None:
         lora = request.lora
         inputs["lora_task_id"] = repeat(lora.task_id, np.uint64)

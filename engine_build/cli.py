@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=_DEFAULTS.kv_cache_free_gpu_mem_fraction,
     )
+    serving.add_argument(
+        "--guided-decoding",
+        action="store_true",
+        help="structured output: write xgrammar_tokenizer_info.json and switch the engine's "
+        "guided decoding on (guided_decoding_guide_type / guided_decoding_guide inputs)",
+    )
     serving.add_argument("--enable-kv-cache-reuse", action="store_true")
     serving.add_argument("--enable-chunked-context", action="store_true")
     serving.add_argument(
@@ -193,6 +199,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         enable_kv_cache_reuse=args.enable_kv_cache_reuse,
         enable_chunked_context=args.enable_chunked_context,
         batch_scheduler_policy=SchedulerPolicy(args.batch_scheduler_policy),
+        guided_decoding=args.guided_decoding,
         preprocessing_instances=args.preprocessing_instances,
         postprocessing_instances=args.postprocessing_instances,
         bls_instances=args.bls_instances,

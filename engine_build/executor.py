@@ -54,6 +54,7 @@ from engine_build.verify import (
     verify_repository,
 )
 from engine_build.versions import TENSORRT_LLM_MISSING, TRTLLM_BUILD_MISSING
+from engine_build.xgrammar_info import write_tokenizer_info
 
 Echo = Callable[[str], None]
 
@@ -106,6 +107,7 @@ def prepare(options: BuildOptions) -> tuple[BuildOptions, CheckpointInfo, list[B
 def _outputs(layout: OutputLayout, options: BuildOptions) -> list[Path]:
     """What this build writes under OUT (the engine only when it is really built)."""
     paths = [layout.repository, layout.tokenizer, layout.launch_script, layout.slurm_script]
+    paths.append(layout.xgrammar_tokenizer_info)
     paths += [layout.root / name for name in ("bls", "preprocessing", "postprocessing")]
     paths.append(layout.root / "reference_engine")
     if options.engine is EngineKind.TENSORRT_LLM and not options.dry_run:
@@ -238,6 +240,14 @@ def _copy_tokenizer(context: BuildContext, engine_built: bool) -> None:
         shutil.copy2(path, target / path.name)
 
 
+def _write_tokenizer_info(context: BuildContext, engine_built: bool) -> None:
+    write_tokenizer_info(
+        context.layout.tokenizer,
+        context.layout.xgrammar_tokenizer_info,
+        trust_remote_code=context.options.trust_remote_code,
+    )
+
+
 def _write_repository(context: BuildContext, engine_built: bool) -> None:
     edits = repository_edits(context.options, context.layout)
     write_repository(context.options, context.layout, edits, context.templates)
@@ -291,6 +301,7 @@ def _verify(context: BuildContext, engine_built: bool) -> None:
 
 LOCAL_STEPS: dict[str, Callable[[BuildContext, bool], None]] = {
     step_names.COPY_TOKENIZER: _copy_tokenizer,
+    step_names.WRITE_TOKENIZER_INFO: _write_tokenizer_info,
     step_names.WRITE_REPOSITORY: _write_repository,
     step_names.COPY_PACKAGES: _copy_packages,
     step_names.WRITE_LAUNCH_SCRIPTS: _write_launch_scripts,

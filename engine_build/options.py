@@ -187,6 +187,9 @@ class BuildOptions:
     enable_kv_cache_reuse: bool = False
     enable_chunked_context: bool = False
     batch_scheduler_policy: SchedulerPolicy = SchedulerPolicy.GUARANTEED_NO_EVICT
+    # Structured output: write xgrammar's tokenizer info and switch the C++ backend's
+    # guided decoding on (guided_decoding_backend, xgrammar_tokenizer_info_path).
+    guided_decoding: bool = False
     preprocessing_instances: int | None = None  # None: keep the shipped count
     postprocessing_instances: int | None = None
     bls_instances: int | None = None

@@ -54,6 +54,7 @@ class BuildStep:
 CONVERT_CHECKPOINT = "convert_checkpoint"
 BUILD_ENGINE = "build_engine"
 COPY_TOKENIZER = "copy_tokenizer"
+WRITE_TOKENIZER_INFO = "write_xgrammar_tokenizer_info"
 WRITE_REPOSITORY = "write_repository"
 COPY_PACKAGES = "copy_packages"
 WRITE_LAUNCH_SCRIPTS = "write_launch_scripts"
@@ -82,6 +83,15 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             },
         )
     )
+    if options.guided_decoding:
+        steps.append(
+            BuildStep(
+                WRITE_TOKENIZER_INFO,
+                "write the tokenizer info the C++ backend's guided decoding (xgrammar) reads",
+                StepKind.LOCAL,
+                arguments={"to": str(layout.xgrammar_tokenizer_info)},
+            )
+        )
     steps.append(
         BuildStep(
             WRITE_REPOSITORY,

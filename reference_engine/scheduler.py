@@ -322,7 +322,10 @@ class Scheduler:
             if seq.request.done or seq.finished:
                 continue
             if isinstance(result, Exception):
-                self._fail(seq.request, f"generation failed: {result}", "INTERNAL")
+                # A RequestError is the request's own doing (e.g. a guide that min_tokens
+                # contradicts) and keeps its code; anything else is the engine's failure.
+                code = result.code if isinstance(result, RequestError) else "INTERNAL"
+                self._fail(seq.request, f"generation failed: {result}", code)
                 continue
             emitted += self._apply(seq, result)
         self._active = [s for s in self._active if not s.finished and not s.request.done]

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
+from reference_engine.guided import (
+    GuidedDecoder,
+    GuideState,
+    guide_ends_early,
+    raise_no_token_left,
+)
 from reference_engine.types import LiveSequence, StepOutput
 
 logger = logging.getLogger(__name__)
@@ -55,12 +62,15 @@ def load_float32_model(model_dir: Path | str) -> Any:
 class _SequenceState:
     cache: Any  # the model's past_key_values, None before the first (prompt) pass
     sampling: Any  # sampling.SamplingState
+    guide: GuideState | None = None  # guided decoding: masks the logits every step
 
 
 class ReferenceBackend(GenerationBackend):
     name = "reference"
 
-    def __init__(self, model_dir: Path | str, device: str = "auto") -> None:
+    def __init__(
+        self, model_dir: Path | str, device: str = "auto", tokenizer_dir: Path | None = None
+    ) -> None:
         # OpenMP threads that spin while waiting make small per-sequence forward passes
         # up to 100x slower on a busy CPU (measured: 3 s instead of 40 ms per iteration
         # of 32 sequences on 2 shared cores). Passive waiting costs little elsewhere.
@@ -84,6 +94,10 @@ class ReferenceBackend(GenerationBackend):
             or getattr(config, "n_positions", None)
             or FALLBACK_MAX_SEQ_LEN
         )
+        self.guides = GuidedDecoder(
+            Path(tokenizer_dir) if tokenizer_dir is not None else Path(model_dir),
+            self._vocab_size,
+        )
         # Compute logits for the last position only, as generate() does (same numbers).
         params = inspect.signature(self.model.forward).parameters
         self._logits_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
@@ -106,8 +120,11 @@ class ReferenceBackend(GenerationBackend):
     def admit(self, seq: LiveSequence) -> None:
         from reference_engine.sampling import new_sampling_state
 
+        guide = self.guides.start(seq.spec)  # first: a bad guide refuses the sequence
         seq.backend_state = _SequenceState(
-            cache=None, sampling=new_sampling_state(seq, self._vocab_size, self.device)
+            cache=None,
+            sampling=new_sampling_state(seq, self._vocab_size, self.device),
+            guide=guide,
         )
 
     def step(self, seqs: Sequence[LiveSequence]) -> list[StepOutput | Exception]:
@@ -116,6 +133,8 @@ class ReferenceBackend(GenerationBackend):
             for seq in seqs:
                 try:
                     results.append(self._step_one(seq))
+                except RequestError as exc:  # the request's own doing: no traceback
+                    results.append(exc)
                 except Exception as exc:  # one bad sequence must not stop the others
                     logger.exception("reference backend: sequence failed")
                     results.append(exc)
@@ -140,9 +159,19 @@ class ReferenceBackend(GenerationBackend):
         state.cache = out.past_key_values
         logits = out.logits[0, -1, :].to(torch.float32)
         processed = process_logits(logits, seq, state.sampling)
+        if state.guide is not None:
+            # After the other processing; the order does not matter, as a masked (-inf)
+            # logit stays -inf through bias, temperature and penalties.
+            state.guide.mask_logits(processed)
+            if not bool(torch.isfinite(processed).any()):
+                if not guide_ends_early(state.guide, seq.spec.end_id):
+                    raise_no_token_left()
+                processed[seq.spec.end_id] = 0.0
         token = choose_token(processed, seq, state.sampling)
         log_prob = log_prob_of(processed, token) if seq.spec.return_log_probs else None
         after_token(seq, state.sampling, token)
+        if state.guide is not None:
+            state.guide.accept(token)
         return StepOutput(token_id=token, log_prob=log_prob)
 
     def close(self) -> None:

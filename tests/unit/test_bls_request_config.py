@@ -222,7 +222,13 @@ def test_parameters_the_bls_leaves_to_others_are_not_checked_here():
 
 def test_scalar_inputs_are_the_accepted_request_parameters():
     scalar_names = {spec.name for spec in INPUT_SPECS if spec.dims == (1,)}
-    assert scalar_names - PARAMETER_NAMES == {"text_input", "messages"}
+    # Text (the prompt, and a guide that may be a long schema) comes as a tensor only.
+    assert scalar_names - PARAMETER_NAMES == {
+        "text_input",
+        "messages",
+        "guided_decoding_guide_type",
+        "guided_decoding_guide",
+    }
     assert scalar_names >= PARAMETER_NAMES
 
 

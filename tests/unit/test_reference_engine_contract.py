@@ -213,10 +213,31 @@ def test_seed_uint64_full_range():
             "prompt tuning",
         ),
         (
-            {"guided_decoding_guide_type": np.array([[b"json"]], dtype=object)},
+            {"guided_decoding_guide_type": np.array([[b"yaml"]], dtype=object)},
             "guided_decoding_guide_type",
-            "UNSUPPORTED",
-            "guided",
+            "INVALID_ARG",
+            "json, json_schema, regex, ebnf_grammar",
+        ),
+        (
+            {"guided_decoding_guide": np.array([[b"[a-z]+"]], dtype=object)},
+            "guided_decoding_guide_type",
+            "INVALID_ARG",
+            "is required with guided_decoding_guide",
+        ),
+        (
+            {
+                "guided_decoding_guide_type": np.array([[b"regex"]], dtype=object),
+                "guided_decoding_guide": np.array([[b"[a-z"]], dtype=object),
+            },
+            "guided_decoding_guide",
+            "INVALID_ARG",
+            "not a valid regular expression",
+        ),
+        (
+            {"guided_decoding_guide_type": np.array([[1]], np.int32)},
+            "guided_decoding_guide_type",
+            "INVALID_ARG",
+            "dtype",
         ),
         (
             {"return_generation_logits": np.array([[True]])},
