@@ -31,7 +31,7 @@ from llm_api_engine.sampling import GenerationCall, generation_call
 from preprocessing.errors import RequestError
 from reference_engine.contract import response_tensors
 from reference_engine.scheduler import sample_seed
-from reference_engine.sink import ResponseSink
+from reference_engine.sink import ResponseSink, safe_error, safe_send
 from reference_engine.types import GenerationRequest
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class LlmApiDriver:
             if not closed:
                 self._loop.call_soon_threadsafe(action)
         if closed:
-            _safe_error(sink, "the engine is shutting down", "UNAVAILABLE")
+            safe_error(sink, "the engine is shutting down", "UNAVAILABLE")
 
     # --- the loop thread ----------------------------------------------------------------
 
@@ -244,7 +244,7 @@ class LlmApiDriver:
                 seq.finished = True
                 self._send(request, tensors, final=i == len(pending) - 1)
             self._close(request)
-        _safe_send(stop_sink, {}, final=True)
+        safe_send(stop_sink, {}, final=True)
 
     async def _poll_cancellation(self) -> None:
         while True:
@@ -269,15 +269,10 @@ class LlmApiDriver:
     def _send(self, request: _Request, tensors: dict, *, final: bool) -> None:
         if request.done:
             return
-        try:
-            request.sink.send(tensors, final=final)
-        except Exception:
-            # Nothing more can reach this client: stop generating for it.
-            logger.exception("sending a response failed for request %r", request.request_id)
-            self._abort_all(request)
+        if not safe_send(request.sink, tensors, final=final, request_id=request.request_id):
+            self._abort_all(request)  # nothing more can reach this client
             self._close(request)
-            return
-        if final:
+        elif final:
             self._close(request)
 
     def _fail(self, request: _Request, message: str, code: str) -> None:
@@ -285,7 +280,7 @@ class LlmApiDriver:
             return
         self._abort_all(request)
         self._close(request)
-        _safe_error(request.sink, message, code)
+        safe_error(request.sink, message, code)
 
     def _abort_all(self, request: _Request) -> None:
         for seq in request.sequences:
@@ -301,17 +296,3 @@ class LlmApiDriver:
         for task in request.tasks:
             if task is not current and not task.done():
                 task.cancel()
-
-
-def _safe_send(sink: ResponseSink, tensors: dict | None, *, final: bool) -> None:
-    try:
-        sink.send(tensors, final=final)
-    except Exception:
-        logger.exception("sending a response failed")
-
-
-def _safe_error(sink: ResponseSink, message: str, code: str) -> None:
-    try:
-        sink.send_error(message, code)
-    except Exception:
-        logger.exception("sending an error response failed")

@@ -53,10 +53,13 @@ class _ResultStream:
 
 class TensorRtLlmEngine:
     def __init__(self, config: LlmApiConfig) -> None:
-        os.environ.update(_ENVIRONMENT)
-        os.environ["PYTHONPATH"] = worker_pythonpath(dict(os.environ))
         from tensorrt_llm import LLM, SamplingParams
         from tensorrt_llm.llmapi import GuidedDecodingParams, KvCacheConfig
+
+        # Read by SamplingParams validation and by the workers LLM(...) starts: set once
+        # tensorrt_llm imported (a failed import leaves the environment as it was).
+        os.environ.update(_ENVIRONMENT)
+        os.environ["PYTHONPATH"] = worker_pythonpath(dict(os.environ))
 
         self._sampling_params = SamplingParams
         self._guided_decoding_params = GuidedDecodingParams

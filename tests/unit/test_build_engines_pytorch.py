@@ -1,5 +1,6 @@
 """`llm-bls-build --backend pytorch`: no engine build; a finished repository whose
-`tensorrt_llm` model is the LLM-API Python model, checked like the engine path's."""
+`tensorrt_llm` model is the LLM-API Python model, checked like the engine path's.
+Helpers and the fixture checkpoint come from the engine path's tests."""
 
 from __future__ import annotations
 
@@ -8,34 +9,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
-from build_engines import main
 from llm_api_engine.config import LlmApiConfig
 from local_triton.model_config import config_parameters, tensor_specs
 from local_triton.staging import default_model_repository
 from offline_fixtures import ensure_fixtures
-
-MODELS = ("preprocessing", "postprocessing", "tensorrt_llm_bls", "tensorrt_llm")
+from tests.unit.test_build_engines_repository import MODELS, parse, run
 
 
 @pytest.fixture(scope="module")
 def checkpoint() -> Path:
     return ensure_fixtures().tiny_llama
-
-
-def parse(config_file: Path) -> model_config_pb2.ModelConfig:
-    """Parse with Triton's protobuf directly, as tritonserver would."""
-    config = model_config_pb2.ModelConfig()
-    text_format.Parse(config_file.read_text(encoding="utf-8"), config)
-    return config
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def build(checkpoint: Path, out: Path, capsys, *extra: str) -> tuple[int, str, str]:

@@ -25,11 +25,11 @@ from llm_api_engine.driver import LlmApiDriver
 from llm_api_engine.outputs import CompletionSnapshot
 from llm_api_engine.sampling import GenerationCall
 from preprocessing.word_lists import encode_word_list
-from reference_engine.backends.base import GenerationBackend
 from reference_engine.contract import EngineLimits, parse_request
 from reference_engine.scheduler import Scheduler, sample_seed
 from reference_engine.testing import RecordingSink
-from reference_engine.types import GenerationRequest, LiveSequence, StepOutput
+from reference_engine.types import GenerationRequest
+from tests.unit.test_reference_engine_scheduler import ScriptedBackend
 
 LIMITS = EngineLimits(max_seq_len=512, vocab_size=1000)
 LOG_PROB = -0.5
@@ -40,27 +40,6 @@ def script(prompt: Sequence[int], position: int) -> int:
 
 
 # --- the two engines over the script ----------------------------------------------------
-
-
-class ScriptedBackend(GenerationBackend):
-    name = "scripted"
-
-    @property
-    def vocab_size(self) -> int:
-        return 1000
-
-    @property
-    def default_max_seq_len(self) -> int:
-        return 512
-
-    def step(self, seqs: Sequence[LiveSequence]) -> list[StepOutput | Exception]:
-        return [
-            StepOutput(
-                script(s.spec.prompt, len(s.generated)),
-                LOG_PROB if s.spec.return_log_probs else None,
-            )
-            for s in seqs
-        ]
 
 
 class ScriptedStream:
@@ -118,6 +97,7 @@ class ScriptedLlmEngine:
 
 class ReferenceHarness:
     def __init__(self, hold_after: int | None = None) -> None:
+        # The scheduler tests' backend, whose default script is `script` above.
         self.scheduler = Scheduler(ScriptedBackend())
         self.hold_after = hold_after
 
