@@ -29,7 +29,9 @@ class CompletionSnapshot:
     """One LLM-API sequence as reported so far (all tokens generated up to now)."""
 
     token_ids: tuple[int, ...]
-    log_probs: tuple[float, ...] | None = None  # one per token when log probs were asked
+    # When log probs were asked: those of the last len(log_probs) tokens (all of them,
+    # or only the newest where a release reports them per step).
+    log_probs: tuple[float, ...] | None = None
     finished: bool = False
     finish_reason: str | None = None  # 'stop', 'length', 'timeout', 'cancelled'
 
@@ -55,8 +57,10 @@ def sampled_log_probs(logprobs: Any, tokens: Sequence[int]) -> tuple[float, ...]
     """
     if not logprobs:
         return None
+    logprobs = list(logprobs)[-len(tokens) :] if tokens else []
     values = []
-    for token, entry in zip(tokens, logprobs, strict=False):
+    # Aligned from the end: a release may report only the newest tokens' entries.
+    for token, entry in zip(tokens[len(tokens) - len(logprobs) :], logprobs, strict=True):
         if isinstance(entry, dict):
             entry = entry[token]
         values.append(float(getattr(entry, "logprob", entry)))
@@ -95,9 +99,11 @@ class SequenceProgress:
         if self.ended:
             return Advance(ended=True)
         spec = self.spec
-        new_tokens = snapshot.token_ids[self._seen :]
-        new_log_probs = (snapshot.log_probs or ())[self._seen :]
+        first_new = self._seen
+        new_tokens = snapshot.token_ids[first_new:]
         self._seen = len(snapshot.token_ids)
+        log_probs = snapshot.log_probs or ()
+        log_probs_start = len(snapshot.token_ids) - len(log_probs)  # token index of [0]
         taken: list[int] = []
         taken_log_probs: list[float] = []
         for i, token in enumerate(new_tokens):
@@ -106,9 +112,10 @@ class SequenceProgress:
                 break
             taken.append(token)
             self.live.generated.append(token)
-            if spec.return_log_probs and i < len(new_log_probs):
-                taken_log_probs.append(new_log_probs[i])
-                self.live.log_probs.append(new_log_probs[i])
+            at = first_new + i - log_probs_start
+            if spec.return_log_probs and 0 <= at < len(log_probs):
+                taken_log_probs.append(log_probs[at])
+                self.live.log_probs.append(log_probs[at])
             if (
                 len(self.live.generated) >= spec.max_new_tokens
                 or matched_stop_word(self.live, spec.stop_words) is not None

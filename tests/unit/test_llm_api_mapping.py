@@ -277,12 +277,26 @@ def test_progress_prepends_the_prompt_when_not_excluded():
     assert progress.output_tokens() == [5, 6, 7, 40]
 
 
+def test_progress_takes_log_probs_reported_per_step_or_cumulative():
+    spec = spec_of(request_output_len=i32([[3]]), return_log_probs=np.array([[True]]))
+    per_step, cumulative = SequenceProgress(spec, 0), SequenceProgress(spec, 0)
+    per_step.advance(snap([40], log_probs=(-0.5,)))
+    cumulative.advance(snap([40], log_probs=(-0.5,)))
+    step = per_step.advance(snap([40, 41, 42], log_probs=(-1.0, -2.0)))
+    assert step.log_probs == (-1.0, -2.0)
+    step = cumulative.advance(snap([40, 41, 42], log_probs=(-0.5, -1.0, -2.0)))
+    assert step.log_probs == (-1.0, -2.0)
+    assert per_step.cum_log_prob == cumulative.cum_log_prob == pytest.approx(-3.5)
+
+
 def test_sampled_log_probs_reads_both_formats():
     assert sampled_log_probs(None, [1]) is None
     assert sampled_log_probs([], [1]) is None
     assert sampled_log_probs([-0.5, -0.25], [1, 2]) == (-0.5, -0.25)
     top = [{1: -0.5, 9: -1.0}, {2: -0.25}]  # {token_id: log prob} per position
     assert sampled_log_probs(top, [1, 2]) == (-0.5, -0.25)
+    # Only the newest token's entry (a release that reports them per step).
+    assert sampled_log_probs([{2: -0.25}], [1, 2]) == (-0.25,)
 
 
 # --- model parameters -----------------------------------------------------------------
