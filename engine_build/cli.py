@@ -45,8 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--output-dir", type=Path, required=True, help="where everything goes")
     where.add_argument("--tokenizer-dir", type=Path, help="default: the checkpoint")
     where.add_argument(
+        "--backend",
+        choices=["tensorrt", "pytorch"],
+        default="tensorrt",
+        help="TensorRT-LLM's backend: tensorrt builds an engine for the C++ Triton backend "
+        "(TensorRT-LLM up to 1.x); pytorch builds nothing and serves the checkpoint with "
+        "the LLM API (PyTorch backend) under this project's tensorrt_llm Python model",
+    )
+    where.add_argument(
         "--engine",
-        choices=[kind.value for kind in EngineKind],
+        choices=[EngineKind.TENSORRT_LLM.value, EngineKind.REFERENCE.value],
         default=EngineKind.TENSORRT_LLM.value,
         help="tensorrt_llm: build an engine for the C++ backend; reference: serve the "
         "checkpoint with this project's Python engine (no GPU, no build)",
@@ -172,11 +180,16 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         )
     elif args.lora_dir:
         raise BuildError("--lora-dir needs --lora (a LoRA-enabled engine)")
+    engine = EngineKind(args.engine)
+    if args.backend == "pytorch":
+        if engine is EngineKind.REFERENCE:
+            raise BuildError("--backend pytorch and --engine reference exclude each other")
+        engine = EngineKind.PYTORCH
     return BuildOptions(
         checkpoint=args.checkpoint,
         output_dir=args.output_dir,
         tokenizer_dir=args.tokenizer_dir,
-        engine=EngineKind(args.engine),
+        engine=engine,
         dry_run=args.dry_run,
         dtype=DType(args.dtype),
         quantization=Quantization(args.quantization),

@@ -38,6 +38,7 @@ from engine_build.options import (
     resolve_lengths,
     validate_options,
 )
+from engine_build.pytorch_backend import start_command, validate_pytorch_options
 from engine_build.repository import (
     checkout_root,
     copy_packages,
@@ -45,7 +46,14 @@ from engine_build.repository import (
     packages_to_copy,
     write_repository,
 )
-from engine_build.steps import BuildStep, StepKind, layout_for, plan_build, render_plan
+from engine_build.steps import (
+    BuildStep,
+    StepKind,
+    engine_packages,
+    layout_for,
+    plan_build,
+    render_plan,
+)
 from engine_build.values import repository_edits
 from engine_build.verify import (
     check_engine_agreement,
@@ -100,6 +108,8 @@ def prepare(options: BuildOptions) -> tuple[BuildOptions, CheckpointInfo, list[B
             trust_remote_code=options.trust_remote_code,
             has_custom_code=checkpoint.has_custom_code,
         )
+    if options.engine is EngineKind.PYTORCH:
+        validate_pytorch_options(options)
     check_tokenizer_dir(options.resolved_tokenizer_dir, given=options.tokenizer_dir is not None)
     return options, checkpoint, plan_build(options, checkpoint)
 
@@ -109,7 +119,7 @@ def _outputs(layout: OutputLayout, options: BuildOptions) -> list[Path]:
     paths = [layout.repository, layout.tokenizer, layout.launch_script, layout.slurm_script]
     paths.append(layout.xgrammar_tokenizer_info)
     paths += [layout.root / name for name in ("bls", "preprocessing", "postprocessing")]
-    paths.append(layout.root / "reference_engine")
+    paths += [layout.root / "reference_engine", layout.root / "llm_api_engine"]
     if options.engine is EngineKind.TENSORRT_LLM and not options.dry_run:
         paths += [layout.engine, layout.trtllm_checkpoint]
     return paths
@@ -254,9 +264,7 @@ def _write_repository(context: BuildContext, engine_built: bool) -> None:
 
 
 def _copy_packages(context: BuildContext, engine_built: bool) -> None:
-    roots = ["bls", "preprocessing", "postprocessing"]
-    if context.options.engine is EngineKind.REFERENCE:
-        roots.append("reference_engine")
+    roots = engine_packages(context.options.engine)
     model_files = list(context.layout.repository.glob("*/1/*.py"))
     names = packages_to_copy(roots, model_files)
     copy_packages(names, context.layout.root)
@@ -316,6 +324,13 @@ def _summary(context: BuildContext, engine_built: bool) -> None:
     echo(f"repository: {layout.repository}")
     if options.engine is EngineKind.REFERENCE:
         echo(f"serve it here:  llm-bls-serve --model-repository {layout.repository}")
+        return
+    if options.engine is EngineKind.PYTORCH:
+        echo("no engine build: TensorRT-LLM loads the checkpoint when the server starts")
+        echo(
+            "start it (in the container): "
+            + start_command(layout.deployed_repository, options.world_size)
+        )
         return
     if not engine_built:
         echo(

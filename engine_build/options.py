@@ -23,6 +23,9 @@ class EngineKind(str, enum.Enum):
     TENSORRT_LLM = "tensorrt_llm"
     # This project's Python stand-in on the Hugging Face checkpoint (no GPU needed).
     REFERENCE = "reference"
+    # No build: TensorRT-LLM's LLM API (PyTorch backend) under llm_api_engine's Python
+    # model loads the checkpoint at server start (`--backend pytorch`).
+    PYTORCH = "pytorch"
 
 
 class DType(str, enum.Enum):

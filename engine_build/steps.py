@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from engine_build.checkpoint import CheckpointInfo
 from engine_build.layout import OutputLayout
 from engine_build.options import BuildOptions, ConversionRoute, EngineKind, resolve_lengths
+from engine_build.pytorch_backend import checkpoint_quantization
 from engine_build.values import flatten_edits, repository_edits
 
 
@@ -99,18 +100,12 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             StepKind.LOCAL,
             arguments={
                 "to": str(layout.repository),
-                "tensorrt_llm": (
-                    "reference engine (Python backend) on the checkpoint"
-                    if options.engine is EngineKind.REFERENCE
-                    else "C++ tensorrtllm backend, decoupled, inflight_fused_batching"
-                ),
+                "tensorrt_llm": _engine_model_summary(options, checkpoint),
                 **flatten_edits(repository_edits(options, layout)),
             },
         )
     )
-    packages = ["bls", "preprocessing", "postprocessing"]
-    if options.engine is EngineKind.REFERENCE:
-        packages.append("reference_engine")
+    packages = engine_packages(options.engine)
     steps.append(
         BuildStep(
             COPY_PACKAGES,
@@ -119,7 +114,7 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             arguments={"packages": " ".join(packages), "to": str(layout.root)},
         )
     )
-    if options.world_size > 1:
+    if options.world_size > 1 and options.engine is EngineKind.TENSORRT_LLM:
         steps.append(
             BuildStep(
                 WRITE_LAUNCH_SCRIPTS,
@@ -145,6 +140,27 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
         )
     )
     return steps
+
+
+def engine_packages(engine: EngineKind) -> list[str]:
+    """The packages the repository's models import (their own imports are added too)."""
+    packages = ["bls", "preprocessing", "postprocessing"]
+    if engine is EngineKind.REFERENCE:
+        packages.append("reference_engine")
+    elif engine is EngineKind.PYTORCH:
+        packages.append("llm_api_engine")
+    return packages
+
+
+def _engine_model_summary(options: BuildOptions, checkpoint: CheckpointInfo) -> str:
+    if options.engine is EngineKind.REFERENCE:
+        return "reference engine (Python backend) on the checkpoint"
+    if options.engine is EngineKind.PYTORCH:
+        return (
+            "LLM-API model (Python backend over TensorRT-LLM's PyTorch backend, no engine "
+            f"build) on the checkpoint; quantization: {checkpoint_quantization(checkpoint.path)}"
+        )
+    return "C++ tensorrtllm backend, decoupled, inflight_fused_batching"
 
 
 def convert_step(

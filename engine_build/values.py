@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine_build.layout import OutputLayout
 from engine_build.options import BuildOptions, EngineKind
+from engine_build.pytorch_backend import llm_api_parameters
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ def repository_edits(options: BuildOptions, layout: OutputLayout) -> dict[str, M
     }
     if options.engine is EngineKind.REFERENCE:
         edits["tensorrt_llm"] = _reference_engine_edits(options, layout)
+    elif options.engine is EngineKind.PYTORCH:
+        edits["tensorrt_llm"] = ModelEdits(
+            parameters=llm_api_parameters(options), max_batch_size=options.max_batch_size
+        )
     else:
         edits["tensorrt_llm"] = _tensorrt_llm_edits(options, layout)
     return edits

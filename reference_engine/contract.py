@@ -115,6 +115,8 @@ class EngineLimits:
 
     max_seq_len: int
     vocab_size: int | None = None
+    # How refusals name the engine ("... is not supported by <engine_name>").
+    engine_name: str = "the reference engine"
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def parse_request(
     for name, feature in UNSUPPORTED_INPUTS.items():
         if name in inputs and np.asarray(inputs[name]).size > 0:
             raise RequestError(
-                name, f"{feature} is not supported by the reference engine", code="UNSUPPORTED"
+                name, f"{feature} is not supported by {limits.engine_name}", code="UNSUPPORTED"
             )
 
     input_ids = _required(inputs, "input_ids")
@@ -159,7 +161,7 @@ def parse_request(
     for name in ("return_context_logits", "return_generation_logits", "return_perf_metrics"):
         if any(reader.bools(name, False)):
             raise RequestError(
-                name, "the reference engine cannot return this; send false", code="UNSUPPORTED"
+                name, f"{limits.engine_name} cannot return this; send false", code="UNSUPPORTED"
             )
     for name in BEAM_ONLY_INPUTS:
         reader.values(name)  # shape check only
@@ -207,8 +209,8 @@ def parse_request(
         if beam > MAX_BEAM_WIDTH:
             raise RequestError(
                 "beam_width",
-                f"row {b}: {beam} exceeds max_beam_width {MAX_BEAM_WIDTH} (the reference "
-                "engine does greedy decoding and sampling only)",
+                f"row {b}: {beam} exceeds max_beam_width {MAX_BEAM_WIDTH} ({limits.engine_name} "
+                "does greedy decoding and sampling only)",
                 code="UNSUPPORTED",
             )
         n_return = num_returns[b] or 1
