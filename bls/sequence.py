@@ -25,6 +25,8 @@ class SequenceDelta:
     batch_index: int
     sequence_index: int
     text: str
+    # Tokens this delta adds (not a running total): streamed counts add up to the total,
+    # as Triton's OpenAI frontend expects (it sums them).
     num_output_tokens: int
     log_probs: list[float]
     cum_log_prob: float
@@ -43,6 +45,7 @@ class SequenceState:
     special_stops: Mapping[int, str] = field(default_factory=dict)
     include_stop_str_in_output: bool = False
     num_tokens: int = 0
+    num_tokens_reported: int = 0
     cum_log_prob: float = 0.0
     finish_reason: str = ""
     stop_reason: str = ""
@@ -140,12 +143,13 @@ class SequenceState:
             batch_index=self.batch_index,
             sequence_index=self.sequence_index,
             text="".join(self._pending_text),
-            num_output_tokens=self.num_tokens,
+            num_output_tokens=self.num_tokens - self.num_tokens_reported,
             log_probs=list(self._pending_log_probs),
             cum_log_prob=self.cum_log_prob,
             finish_reason=self.finish_reason,
             stop_reason=self.stop_reason,
         )
+        self.num_tokens_reported = self.num_tokens
         self._pending_text.clear()
         self._pending_log_probs.clear()
         return delta

@@ -144,18 +144,21 @@ def test_stop_strings(reciting_server, hf, case, transport):
         reply = http_generate(reciting_server.http_url, body)
         assert reply.status == 200, reply.body
         text, last = reply.body["text_output"], reply.body
+        tokens = reply.body["num_output_tokens"]
     elif transport == "http_stream":
         events = http_generate_stream(reciting_server.http_url, {**body, "stream": True})
         text, last = stream_text(events), events[-1]
+        tokens = sum(event["num_output_tokens"] for event in events)  # per-response counts
     else:
         responses = grpc_generate(reciting_server.grpc_url, {**body, "stream": True})
         text = grpc_text(responses)
         last = {name: responses[-1].scalar(name) for name in responses[-1].outputs}
+        tokens = sum(r.scalar("num_output_tokens") for r in responses if r.outputs)
     assert text == expected
     assert last["finish_reason"] == "stop"
     assert last["stop_reason"] == stop_reason
     if counted is not None:
-        assert last["num_output_tokens"] == counted
+        assert tokens == counted
     # The engine was told to stop (stop=true, same request id) rather than left to run on.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

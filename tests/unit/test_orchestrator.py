@@ -72,6 +72,10 @@ class RecordingSink:
         return bool(self.errors) or any(final for _, final in self.sent)
 
     def texts(self, sequence: tuple[int, int] = (0, 0)) -> list[str]:
+        return [text.decode() for text in self.values("text_output", sequence)]
+
+    def values(self, name: str, sequence: tuple[int, int] = (0, 0)) -> list:
+        """`name` of every response row that belongs to `sequence`, in order."""
         found = []
         for outputs, _ in self.sent:
             if outputs is None:
@@ -79,7 +83,8 @@ class RecordingSink:
             for row in range(outputs["text_output"].shape[0]):
                 key = (int(outputs["batch_index"][row, 0]), int(outputs["sequence_index"][row, 0]))
                 if key == sequence:
-                    found.append(outputs["text_output"][row, 0].decode())
+                    value = outputs[name][row, 0]
+                    found.append(value if isinstance(value, bytes) else value.item())
         return found
 
     def last(self, name: str, row: int = 0):
@@ -146,7 +151,10 @@ def test_streaming_deltas_concatenate_to_the_full_text(tokenizer):
     assert [final for _, final in sink.sent].count(True) == 1 and sink.sent[-1][1]
     assert not any("\ufffd" in text for text in sink.texts())
     assert sink.last("finish_reason") == "length"
-    assert sink.last("num_output_tokens") == len(ids)
+    # Each response counts the tokens it adds; Triton's OpenAI frontend sums them.
+    counts = sink.values("num_output_tokens")
+    assert sum(counts) == len(ids)
+    assert len(counts) > 1 and all(count >= 0 for count in counts)
     finish_reasons = [o["finish_reason"][0, 0] for o, _ in sink.sent[:-1] if o is not None]
     assert set(finish_reasons) <= {b""}
 
@@ -169,7 +177,7 @@ def test_stop_string_cuts_output_and_cancels_the_engine(tokenizer, stream):
     assert engine.cancelled == [request_id]
     assert engine.steps_served < len(ids)
     # Counted up to the token that completed "STOP", not beyond.
-    counted = sink.last("num_output_tokens")
+    counted = sum(sink.values("num_output_tokens"))
     assert "STOP" in tokenizer.decode(ids[:counted]) and "STOP" not in tokenizer.decode(
         ids[: counted - 1]
     )
@@ -326,7 +334,7 @@ def test_a_special_token_stop_word_ends_with_its_stop_reason(fixture_paths, incl
     assert "".join(sink.texts()) == expected
     assert sink.last("finish_reason") == "stop"
     assert sink.last("stop_reason") == "<|eot_id|>"
-    assert sink.last("num_output_tokens") == generated.index(eot) + 1
+    assert sum(sink.values("num_output_tokens")) == generated.index(eot) + 1
     # The engine got it as a one-token stop word too.
     _, inputs = engine.calls[0]
     assert eot in inputs["stop_words_list"][0, 0].tolist()
