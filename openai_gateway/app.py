@@ -9,7 +9,9 @@ so the Triton request. Every error is answered in OpenAI's format.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +43,16 @@ class GatewaySettings:
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.triton_model
+
+
+#: Where `llm-bls-openai --workers N` hands the settings to each worker process.
+SETTINGS_ENVIRONMENT = "LLM_BLS_OPENAI_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process, from the settings the CLI put in the environment."""
+    values = json.loads(os.environ[SETTINGS_ENVIRONMENT])
+    return create_app(GatewaySettings(**{**values, "triton_urls": tuple(values["triton_urls"])}))
 
 
 class _ClientGone(Exception):

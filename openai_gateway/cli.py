@@ -7,9 +7,12 @@ llm-bls-openai --triton-url host-a:8001 --triton-url host-b:8001   # replicas, r
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import sys
 
-from openai_gateway.app import GatewaySettings, create_app
+from openai_gateway.app import SETTINGS_ENVIRONMENT, GatewaySettings, create_app
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=9000, help="port to listen on (%(default)s)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (%(default)s); each streams about 5 000 tokens per second "
+        "of CPU, so add one per core when clients read more than that",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -58,14 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
+    if args.workers < 1:
+        print("llm-bls-openai: --workers must be at least 1", file=sys.stderr)
+        return 2
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
         # One line per request costs more than the request's own work at high concurrency.
-        access_log=args.log_level in ("info", "debug"),
-        timeout_graceful_shutdown=5,
+        "access_log": args.log_level in ("info", "debug"),
+        "timeout_graceful_shutdown": 5,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # Several processes: uvicorn imports the app in each, so the settings go by environment.
+    os.environ[SETTINGS_ENVIRONMENT] = json.dumps(dataclasses.asdict(settings))
+    uvicorn.run(
+        "openai_gateway.app:app_from_environment", factory=True, workers=args.workers, **options
     )
     return 0
 

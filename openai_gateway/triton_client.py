@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
-from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
+from tritonclient.utils import InferenceServerException
 
 from bls.client import grpc_inputs
 
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 # Triton closes a stream with the error's gRPC status when the client sends this header.
 _STATUS_ON_ERROR = {"triton_grpc_error": "true"}
-_NUMERIC = {"INT32": np.int32, "UINT32": np.uint32, "INT64": np.int64, "FP32": np.float32}
 
 
 class BackendError(Exception):
@@ -58,44 +58,58 @@ class BlsResponse:
 
 
 def decode_response(response) -> BlsResponse:
-    """A `ModelInferResponse` of tensorrt_llm_bls as rows (one pass over its outputs)."""
-    arrays: dict[str, np.ndarray] = {}
+    """A `ModelInferResponse` of tensorrt_llm_bls as rows (one pass over its outputs).
+
+    Plain `struct` reads, no numpy: a streamed response is one row of a few scalars, and
+    this runs once per token per client.
+    """
+    columns: dict[str, tuple] = {}
     raw = response.raw_output_contents
+    log_probs = None
     for index, output in enumerate(response.outputs):
+        kind = _STRUCT_CODES.get(output.datatype)
         if output.datatype == "BYTES":
-            arrays[output.name] = deserialize_bytes_tensor(raw[index])
-        elif output.name == "output_log_probs":
-            arrays[output.name] = np.frombuffer(raw[index], np.float32).reshape(output.shape[0], -1)
-        elif output.datatype in _NUMERIC:
-            arrays[output.name] = np.frombuffer(raw[index], _NUMERIC[output.datatype])
+            columns[output.name] = _strings(raw[index])
+        elif output.name == "output_log_probs":  # [rows, 1, T] FP32, rows padded to the longest
+            values = struct.unpack_from(f"<{len(raw[index]) // 4}f", raw[index])
+            width = len(values) // output.shape[0] if output.shape[0] else 0
+            log_probs = [values[row * width : (row + 1) * width] for row in range(output.shape[0])]
+        elif kind is not None:
+            columns[output.name] = struct.unpack_from(f"<{output.shape[0]}{kind}", raw[index])
     final = response.parameters["triton_final_response"].bool_param
-    texts = arrays.get("text_output")
+    texts = columns.get("text_output")
     if texts is None:  # an empty final response: only the FINAL flag
         return BlsResponse((), final)
-    rows = []
-    for row, text in enumerate(texts):
-        outputs_tokens = _int(arrays, "num_output_tokens", row)
-        log_probs = None
-        if "output_log_probs" in arrays:
-            # Rows are padded to the longest; this row's own are its first tokens.
-            log_probs = tuple(arrays["output_log_probs"][row, :outputs_tokens].tolist())
-        rows.append(
-            BlsRow(
-                batch_index=_int(arrays, "batch_index", row),
-                sequence_index=_int(arrays, "sequence_index", row),
-                text=text.decode("utf-8"),
-                finish_reason=arrays["finish_reason"][row].decode("utf-8"),
-                num_input_tokens=_int(arrays, "num_input_tokens", row),
-                num_output_tokens=outputs_tokens,
-                log_probs=log_probs,
-            )
+    zeros = (0,) * len(texts)
+    output_tokens = columns.get("num_output_tokens", zeros)
+    rows = tuple(
+        BlsRow(
+            batch_index=columns.get("batch_index", zeros)[row],
+            sequence_index=columns.get("sequence_index", zeros)[row],
+            text=text.decode("utf-8"),
+            finish_reason=columns["finish_reason"][row].decode("utf-8"),
+            num_input_tokens=columns.get("num_input_tokens", zeros)[row],
+            num_output_tokens=output_tokens[row],
+            # A row's own log probs are its first num_output_tokens values.
+            log_probs=None if log_probs is None else log_probs[row][: output_tokens[row]],
         )
-    return BlsResponse(tuple(rows), final)
+        for row, text in enumerate(texts)
+    )
+    return BlsResponse(rows, final)
 
 
-def _int(arrays: Mapping[str, np.ndarray], name: str, row: int) -> int:
-    values = arrays.get(name)
-    return 0 if values is None else int(values[row])
+_STRUCT_CODES = {"INT32": "i", "UINT32": "I", "INT64": "q"}
+
+
+def _strings(raw: bytes) -> list[bytes]:
+    """A BYTES tensor: each element is a 4-byte little-endian length, then the bytes."""
+    values, offset = [], 0
+    while offset < len(raw):
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        values.append(raw[offset : offset + length])
+        offset += length
+    return values
 
 
 class BlsStream:
