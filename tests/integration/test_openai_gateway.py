@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 
 import numpy as np
 import openai
@@ -18,7 +17,7 @@ import pytest
 
 from local_triton.gateway import GatewayProcess
 from local_triton.server import free_port
-from tests.integration.clients import grpc_generate, grpc_text, metric
+from tests.integration.clients import engine_is_idle, grpc_generate, grpc_text, metric, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -316,19 +315,6 @@ def test_triton_down_is_a_503():
 # -- clients that leave ------------------------------------------------------------------
 
 
-def wait_for(condition, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def engine_idle(server) -> bool:
-    return metric(server.metrics_url, "reference_engine_active_sequences") == 0
-
-
 def engine_counts(server) -> tuple[float, float]:
     """(stop requests the engine got from the BLS, tokens it generated)."""
     return (
@@ -340,16 +326,16 @@ def engine_counts(server) -> tuple[float, float]:
 def test_a_client_that_leaves_mid_stream_ends_the_engine_request(
     synthetic_openai_gateway, synthetic_server
 ):
-    assert wait_for(lambda: engine_idle(synthetic_server))
+    assert wait_for(lambda: engine_is_idle(synthetic_server))
     stops, tokens = engine_counts(synthetic_server)
     leaving = openai.OpenAI(base_url=synthetic_openai_gateway.base_url, api_key="none")
     stream = leaving.completions.create(model=MODEL, prompt="Hi", max_tokens=1000, stream=True)
     chunks = iter(stream)
     for _ in range(3):
         next(chunks)
-    assert not engine_idle(synthetic_server)
+    assert not engine_is_idle(synthetic_server)
     stream.close()  # the HTTP connection goes away mid-stream
-    assert wait_for(lambda: engine_idle(synthetic_server))
+    assert wait_for(lambda: engine_is_idle(synthetic_server))
     stops_after, tokens_after = engine_counts(synthetic_server)
     assert stops_after == stops + 1  # the BLS stopped the engine request
     assert tokens_after - tokens < 100  # of the 1000 asked for (30 ms a token)
@@ -358,7 +344,7 @@ def test_a_client_that_leaves_mid_stream_ends_the_engine_request(
 def test_a_client_that_leaves_before_a_whole_answer_ends_the_engine_request(
     synthetic_openai_gateway, synthetic_server
 ):
-    assert wait_for(lambda: engine_idle(synthetic_server))
+    assert wait_for(lambda: engine_is_idle(synthetic_server))
     stops, tokens = engine_counts(synthetic_server)
     body = json.dumps({"model": MODEL, "prompt": "Hi", "max_tokens": 1000}).encode()
     with socket.create_connection(("127.0.0.1", synthetic_openai_gateway.port), timeout=30) as c:
@@ -366,8 +352,8 @@ def test_a_client_that_leaves_before_a_whole_answer_ends_the_engine_request(
             b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
             b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         )
-        assert wait_for(lambda: not engine_idle(synthetic_server))
-    assert wait_for(lambda: engine_idle(synthetic_server))
+        assert wait_for(lambda: not engine_is_idle(synthetic_server))
+    assert wait_for(lambda: engine_is_idle(synthetic_server))
     stops_after, tokens_after = engine_counts(synthetic_server)
     assert stops_after == stops + 1
     assert tokens_after - tokens < 100
