@@ -135,14 +135,14 @@ async def _answer(request: Request, call: BlsCall, *, chat: bool, model: str) ->
     request_id = uuid.uuid4().hex
     answer = Answer(call, chat=chat, request_id=request_id, created=int(time.time()), model=model)
     stream: BlsStream = request.app.state.bls.open(call.inputs, request_id)
-    streaming = False  # once true, _events owns the stream and cancels it
+    streaming = False  # once true, event_stream owns the stream and cancels it
     try:
         if call.stream:
             # The first response before the headers: a refused request is a plain HTTP
             # error, not a 200 followed by an error event.
             first = await _unless_client_leaves(request, stream.__anext__)
             response = StreamingResponse(
-                _events(answer, first, stream), media_type="text/event-stream"
+                event_stream(answer, first, stream), media_type="text/event-stream"
             )
             streaming = True
             return response
@@ -165,7 +165,9 @@ async def _collect(stream: BlsStream) -> list[BlsResponse]:
     return [response async for response in stream]
 
 
-async def _events(answer: Answer, first: BlsResponse, stream: BlsStream) -> AsyncIterator[bytes]:
+async def event_stream(
+    answer: Answer, first: BlsResponse, stream: BlsStream
+) -> AsyncIterator[bytes]:
     """The SSE body. Starlette cancels it when the client disconnects: `finally` then
     cancels the Triton request."""
     try:

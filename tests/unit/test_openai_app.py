@@ -1,7 +1,8 @@
-"""The gateway's app factory and command line (no server: the routes and settings)."""
+"""The gateway's app factory, command line and event stream (no server, no Triton)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
@@ -12,8 +13,12 @@ from openai_gateway.app import (
     GatewaySettings,
     app_from_environment,
     create_app,
+    event_stream,
 )
 from openai_gateway.cli import build_parser
+from openai_gateway.mapping import BlsCall
+from openai_gateway.responses import Answer
+from openai_gateway.triton_client import BackendError, BlsResponse, BlsRow
 
 
 def routes(app) -> set[tuple[str, str]]:
@@ -50,3 +55,38 @@ def test_the_served_name_defaults_to_the_triton_model():
 def test_replicas_are_repeated_triton_urls():
     args = build_parser().parse_args(["--triton-url", "a:1", "--triton-url", "b:2"])
     assert args.triton_url == ["a:1", "b:2"]
+
+
+class FailingStream:
+    """A BLS stream whose engine fails after one response."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise BackendError("INTERNAL", "tensorrt_llm: the engine failed")
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_an_error_after_the_stream_began_is_one_error_event():
+    bls_call = BlsCall(
+        {}, 1, 1, stream=True, include_usage=False, logprobs=False, max_tokens_param="max_tokens"
+    )
+    answer = Answer(bls_call, chat=False, request_id="r", created=1, model="m")
+    first = BlsResponse((BlsRow(0, 0, "Hel", "", 3, 1, None),), final=False)
+    stream = FailingStream()
+
+    async def collect():
+        return [event async for event in event_stream(answer, first, stream)]
+
+    events = asyncio.run(collect())
+    assert json.loads(events[0][6:])["choices"][0]["text"] == "Hel"
+    error = json.loads(events[1][6:])["error"]
+    assert error["type"] == "server_error" and "the engine failed" in error["message"]
+    assert len(events) == 2  # no [DONE] after an error
+    assert stream.cancelled  # a no-op on a finished stream, and always called
