@@ -45,7 +45,7 @@ def port_in_use(port: int) -> bool:
 
 
 # Health checks go straight to loopback, whatever http_proxy says.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DIRECT_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:
@@ -237,7 +237,7 @@ class TritonServer:
         if f"Started HTTPService at 0.0.0.0:{self.http_port}" not in self.log_text():
             return False
         try:
-            with _DIRECT.open(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
+            with DIRECT_HTTP.open(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -83,3 +84,18 @@ def metric(metrics_url: str, name: str, **labels: str) -> float:
         if all(f'{key}="{value}"' in label_text for key, value in labels.items()):
             total += float(match.group(3))
     return total
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> bool:
+    """Poll `condition` every 50 ms until it is true (True) or the time is up (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def engine_is_idle(server) -> bool:
+    """No sequence is active in the reference or synthetic engine of `server`."""
+    return metric(server.metrics_url, "reference_engine_active_sequences") == 0
