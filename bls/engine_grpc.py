@@ -152,6 +152,7 @@ class GrpcEngineClient:
             return
         self._calls[call.request_id] = call
         call.task = self._loop.create_task(self._run(call, message))
+        self._stop_stream()  # open before it is needed: a stop must not wait for a connect
 
     async def _run(self, call: EngineCall, message) -> None:
         """One request's stream: send it, read every response until the stream ends."""
@@ -196,12 +197,14 @@ class GrpcEngineClient:
         call.on_response(engine_response)
 
     def _send_stop(self, message) -> None:
-        if self._closed:
-            return
+        if not self._closed:
+            self._stop_stream().put_nowait(message)
+
+    def _stop_stream(self) -> asyncio.Queue:
         if self._stops is None:
             self._stops = asyncio.Queue()
             self._loop.create_task(self._run_stop_stream(self._stops))
-        self._stops.put_nowait(message)
+        return self._stops
 
     async def _run_stop_stream(self, stops: asyncio.Queue) -> None:
         try:
@@ -235,17 +238,21 @@ class GrpcEngineClient:
 
     def _message(self, request_id: str, inputs: Mapping[str, np.ndarray], outputs):
         from tritonclient.grpc import service_pb2
-        from tritonclient.utils import np_to_triton_dtype
+        from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
         message = service_pb2.ModelInferRequest(model_name=self.model_name, id=request_id)
         message.parameters["triton_enable_empty_final_response"].bool_param = True
         for name, value in inputs.items():
-            array = np.ascontiguousarray(value)
+            array = np.asarray(value)
             tensor = message.inputs.add()
             tensor.name = name
-            tensor.datatype = np_to_triton_dtype(array.dtype)
             tensor.shape.extend(array.shape)
-            message.raw_input_contents.append(array.tobytes())
+            if array.dtype.kind in "OSU":  # BYTES: each element length-prefixed
+                tensor.datatype = "BYTES"
+                message.raw_input_contents.append(serialize_byte_tensor(array).item())
+            else:
+                tensor.datatype = np_to_triton_dtype(array.dtype)
+                message.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
         for name in outputs:
             message.outputs.add().name = name
         return message

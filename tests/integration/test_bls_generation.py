@@ -167,9 +167,10 @@ def test_stop_strings(reciting_server, hf, case, transport):
     assert last["stop_reason"] == stop_reason
     assert last["num_output_tokens"] == counted
     # The engine did not run on: it ended the request on its own stop words, or the BLS
-    # told it to stop (stop=true) as soon as the stop string completed. A few of this
-    # tiny model's quick steps may have been in flight; left alone it makes MAX_TOKENS.
-    assert counted + 4 < MAX_TOKENS
+    # told it to stop (stop=true) as soon as the stop string completed. This tiny model
+    # takes a few milliseconds a step, so a few steps may pass while the stop travels;
+    # left alone it makes MAX_TOKENS.
+    assert counted + 12 < MAX_TOKENS
     deadline = time.monotonic() + 10
     while metric(reciting_server.metrics_url, "reference_engine_active_sequences") > 0:
         assert time.monotonic() < deadline, "the engine request is still running"
@@ -178,7 +179,7 @@ def test_stop_strings(reciting_server, hf, case, transport):
         metric(reciting_server.metrics_url, "reference_engine_generated_tokens_total")
         - generated_before
     )
-    assert counted <= generated <= counted + 4
+    assert counted <= generated <= counted + 12
     stops = metric(reciting_server.metrics_url, "reference_engine_stop_requests_total")
     if generated > counted:  # the engine went on past the stop string: it was told to stop
         assert stops == stops_before + 1

@@ -55,6 +55,7 @@ def test_a_request_carries_exactly_its_tensors_and_asks_for_a_final_response():
         "input_ids": np.array([[1, 2, 3]], dtype=np.int32),
         "streaming": np.array([[True]]),
         "seed": np.array([[7]], dtype=np.uint64),
+        "guided_decoding_guide_type": np.array([[b"json"]], dtype=object),
     }
     message = client._message("42", inputs, ("output_ids", "sequence_length"))
     assert message.model_name == "tensorrt_llm" and message.id == "42"
@@ -63,8 +64,11 @@ def test_a_request_carries_exactly_its_tensors_and_asks_for_a_final_response():
         ("input_ids", "INT32", [1, 3]),
         ("streaming", "BOOL", [1, 1]),
         ("seed", "UINT64", [1, 1]),
+        ("guided_decoding_guide_type", "BYTES", [1, 1]),
     ]
     assert np.frombuffer(message.raw_input_contents[0], np.int32).tolist() == [1, 2, 3]
+    # BYTES elements go length-prefixed (4 bytes, little-endian), as Triton reads them.
+    assert message.raw_input_contents[3] == (4).to_bytes(4, "little") + b"json"
     assert [o.name for o in message.outputs] == ["output_ids", "sequence_length"]
     stop = client._message("42", cancel_inputs(), ("output_ids",))
     assert {t.name for t in stop.inputs} >= {"stop", "input_ids"}
