@@ -142,3 +142,23 @@ def test_a_failing_exporter_does_not_stop_the_reporter():
     reporter.record(record())
     reporter.close()
     assert exporter.flushed.is_set()
+
+
+def test_the_docs_and_the_dashboard_name_exactly_the_metrics_that_exist():
+    import re
+    from pathlib import Path
+
+    from bls.metrics import METRICS
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    names = {spec.name for spec in METRICS}
+    operations = (docs / "operations.md").read_text(encoding="utf-8")
+    assert {name for name in names if f"`{name}" not in operations} == set()
+    dashboard = json.loads((docs / "grafana_dashboard.json").read_text(encoding="utf-8"))
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"llm_bls_\w+", target["expr"])
+    }
+    assert used and used <= names
