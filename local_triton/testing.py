@@ -26,6 +26,16 @@ def staged_server(plan: StagingPlan, **options: object) -> Iterator[TritonServer
             yield server
 
 
+def pipeline_plan(checkpoint: Path) -> StagingPlan:
+    """The whole pipeline with the reference engine on `checkpoint` (and its tokenizer)."""
+    return StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.REFERENCE,
+        model_dir=checkpoint,
+        tokenizer_dir=checkpoint,
+    )
+
+
 @pytest.fixture(scope="session")
 def fixture_paths():
     from offline_fixtures import ensure_fixtures
@@ -49,26 +59,14 @@ def engine_server(fixture_paths) -> Iterator[TritonServer]:
 @pytest.fixture(scope="session")
 def triton_server(fixture_paths) -> Iterator[TritonServer]:
     """The whole pipeline (model_repository/) with the reference engine on the tiny Llama."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.tiny_llama,
-        tokenizer_dir=fixture_paths.tiny_llama,
-    )
-    with staged_server(plan) as server:
+    with staged_server(pipeline_plan(fixture_paths.tiny_llama)) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def reciting_server(fixture_paths) -> Iterator[TritonServer]:
     """The whole pipeline with the reference engine on the Llama that recites real text."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.reciting_llama,
-        tokenizer_dir=fixture_paths.reciting_llama,
-    )
-    with staged_server(plan) as server:
+    with staged_server(pipeline_plan(fixture_paths.reciting_llama)) as server:
         yield server
 
 
