@@ -50,9 +50,11 @@ def test_known_requests_give_exact_counts(server, fixture_paths):
     assert cut.status == 200 and cut.body["finish_reason"] == "length"
     refused = http_generate(server.http_url, {"text_input": FOX.prompt, "max_tokens": 0})
     assert refused.status == 400
-    # A client that leaves after its first token.
+    # A client that leaves after its first token (min_tokens keeps the model from ending
+    # the text itself before the cancellation lands).
     stream = stream_generate(
-        server.grpc_url, {"text_input": FOX.prompt, "max_tokens": 1000, "stream": True}
+        server.grpc_url,
+        {"text_input": FOX.prompt, "max_tokens": 1000, "min_tokens": 1000, "stream": True},
     )
     next(stream)
     stream.close()
