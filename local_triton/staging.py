@@ -17,9 +17,11 @@ from enum import Enum
 from pathlib import Path
 
 from local_triton.model_config import (
+    ModelConfigError,
     config_parameters,
     load_model_config,
     parse_model_config,
+    set_instance_count,
     set_parameters,
 )
 
@@ -60,6 +62,8 @@ class StagingPlan:
     overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Stage only these models (None: all), e.g. just the engine for engine tests.
     only: frozenset[str] | None = None
+    # instance_group count, by model name (each instance of a Python model is a process).
+    instance_counts: Mapping[str, int] = field(default_factory=dict)
 
 
 def _vocab_size(model_dir: Path) -> int | None:
@@ -88,7 +92,9 @@ def _link_versions(source_model: Path, staged_model: Path) -> None:
             (staged_model / entry.name).symlink_to(entry.resolve(), target_is_directory=True)
 
 
-def _write_config(text: str, destination: Path, values: Mapping[str, str]) -> None:
+def _write_config(
+    text: str, destination: Path, values: Mapping[str, str], instance_count: int | None
+) -> None:
     declared = config_parameters(parse_model_config(text, str(destination)))
     unknown = sorted(set(values) - set(declared))
     if unknown:
@@ -96,6 +102,13 @@ def _write_config(text: str, destination: Path, values: Mapping[str, str]) -> No
             f"{destination}: no parameter(s) {unknown}; it declares {sorted(declared)}"
         )
     text = set_parameters(text, values)
+    if instance_count is not None:
+        if instance_count < 1:
+            raise StagingError(f"{destination}: instance count must be at least 1")
+        try:
+            text = set_instance_count(text, instance_count)
+        except ModelConfigError as error:
+            raise StagingError(f"{destination}: {error}") from None
     parse_model_config(text, str(destination))
     destination.write_text(text, encoding="utf-8")
 
@@ -115,9 +128,10 @@ def stage_repository(plan: StagingPlan, destination: Path) -> Path:
         models = [p for p in models if p.name in plan.only]
     if not models:
         raise StagingError(f"{source} holds no model (no */config.pbtxt)")
-    unknown_models = sorted(set(plan.overrides) - {p.name for p in models})
-    if unknown_models:
-        raise StagingError(f"overrides name models not in {source}: {unknown_models}")
+    for what, named in (("overrides", plan.overrides), ("instance counts", plan.instance_counts)):
+        unknown_models = sorted(set(named) - {p.name for p in models})
+        if unknown_models:
+            raise StagingError(f"{what} name models not in {source}: {unknown_models}")
     destination.mkdir(parents=True)
     for model in models:
         staged = destination / model.name
@@ -132,7 +146,7 @@ def stage_repository(plan: StagingPlan, destination: Path) -> Path:
         if swap_engine:
             values.update(_engine_parameters(plan))
         values.update(plan.overrides.get(model.name, {}))
-        _write_config(text, staged / "config.pbtxt", values)
+        _write_config(text, staged / "config.pbtxt", values, plan.instance_counts.get(model.name))
         _link_versions(origin, staged)
     return destination
 
