@@ -4,6 +4,14 @@ It exists to measure the serving stack's own overhead: every iteration takes
 `step_ms` for the whole batch, whatever its size, and each sequence's tokens are a
 deterministic function of its seed. It needs neither torch nor a checkpoint.
 
+Pacing: while the engine is busy (some sequence of this step also took part in the
+previous one), a step ends `step_ms` after the previous step ended, so the scheduler's
+own work between steps (building and queueing 256 responses takes milliseconds in
+Python) falls inside the step, as a real engine's host work overlaps its GPU step;
+timed from each step's start instead, that work made every iteration longer than
+`step_ms` at high concurrency. A step after an idle engine takes `step_ms` from its own
+start. When the work between steps exceeds a step, steps follow without sleeping.
+
 Honoured: bad words (banned tokens are never drawn), min_tokens, end_id policy below.
 Sampling parameters and penalties have no meaning without logits and are not applied.
 end_id (config synthetic_end_id, here `end_id_policy`): < 0 (default) the request's
@@ -18,6 +26,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from reference_engine.backends.base import GenerationBackend
 from reference_engine.types import LiveSequence, StepOutput
@@ -25,6 +34,12 @@ from reference_engine.words import banned_next_tokens
 
 # Prompt + output limit when the config gives none: large, the backend has no cache.
 SYNTHETIC_MAX_SEQ_LEN = 1 << 20
+
+
+@dataclass
+class _SequenceState:
+    rng: random.Random
+    last_step: int | None = None  # the step this sequence last took part in
 
 
 class SyntheticBackend(GenerationBackend):
@@ -37,6 +52,7 @@ class SyntheticBackend(GenerationBackend):
         vocab_size: int = 32000,
         end_id_policy: int = -1,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if vocab_size < 2:
             raise ValueError(f"synthetic_vocab_size must be at least 2, got {vocab_size}")
@@ -46,7 +62,10 @@ class SyntheticBackend(GenerationBackend):
         self._vocab = vocab_size
         self._end_id_policy = end_id_policy
         self._sleep = sleep
+        self._clock = clock
         self._uniform_log_prob = -math.log(vocab_size)
+        self._steps = 0  # steps taken so far
+        self._last_step_end = 0.0
 
     @property
     def vocab_size(self) -> int:
@@ -57,24 +76,34 @@ class SyntheticBackend(GenerationBackend):
         return SYNTHETIC_MAX_SEQ_LEN
 
     def admit(self, seq: LiveSequence) -> None:
-        seq.backend_state = random.Random(seq.seed)
+        seq.backend_state = _SequenceState(random.Random(seq.seed))
 
     def step(self, seqs: Sequence[LiveSequence]) -> list[StepOutput | Exception]:
-        started = time.monotonic()
+        started = self._clock()
+        this_step = self._steps
+        self._steps += 1
+        continuing = False  # whether the engine was busy right before this step
         results: list[StepOutput | Exception] = []
         for seq in seqs:
+            state: _SequenceState = seq.backend_state
+            continuing = continuing or state.last_step == this_step - 1
+            state.last_step = this_step
             try:
-                results.append(self._draw(seq))
+                results.append(self._draw(seq, state.rng))
             except Exception as exc:
                 results.append(exc)
-        # The whole batch takes one step time, like one engine iteration.
-        remaining = self._step_s - (time.monotonic() - started)
+        # The whole batch takes one step time, like one engine iteration (see the
+        # module docstring for when it is counted from).
+        ends = (self._last_step_end if continuing else started) + self._step_s
+        remaining = ends - self._clock()
         if remaining > 0:
             self._sleep(remaining)
+            self._last_step_end = ends  # on the grid, whatever the sleep overshot
+        else:
+            self._last_step_end = self._clock()  # late: the grid starts again from here
         return results
 
-    def _draw(self, seq: LiveSequence) -> StepOutput:
-        rng: random.Random = seq.backend_state
+    def _draw(self, seq: LiveSequence, rng: random.Random) -> StepOutput:
         excluded = banned_next_tokens(seq, seq.spec.bad_words)
         end_id = seq.spec.end_id
         if end_id is not None and (
