@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,13 +140,3 @@ class TreeSampler:
                 self.sample_memory()
             except psutil.Error:
                 continue  # the server is going away; the cell reports what it had
-
-
-@contextmanager
-def sampled(root_pid: int, interval_s: float = 0.5) -> Iterator[TreeSampler]:
-    sampler = TreeSampler(root_pid, interval_s)
-    sampler.start()
-    try:
-        yield sampler
-    finally:
-        sampler.stop()

@@ -28,6 +28,9 @@ from local_triton.server import TritonServer, read_metric
 from local_triton.staging import StagingPlan
 
 ACTIVE_SEQUENCES = "reference_engine_active_sequences"
+# One observation per engine iteration: its count over the window gives steps per
+# second, which shows whether the engine kept its pace (1000 / step_ms) in the cell.
+ENGINE_STEPS = "reference_engine_batch_size_count"
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,10 @@ class Side:
     pss_max_mib: float
     server_cpu_cores: float
     client_cpu_us_per_response: float | None
+    engine_steps_per_s: float | None
 
     @classmethod
-    def of(cls, cell: CellResult, usage: TreeUsage) -> Side:
+    def of(cls, cell: CellResult, usage: TreeUsage, engine_steps_per_s: float | None) -> Side:
         summary = cell.summary
         return cls(
             requests_per_s=summary.requests_per_s,
@@ -95,6 +99,7 @@ class Side:
             pss_max_mib=usage.pss_max_mib,
             server_cpu_cores=usage.cpu_cores,
             client_cpu_us_per_response=summary.client_cpu_us_per_response,
+            engine_steps_per_s=engine_steps_per_s,
         )
 
 
@@ -153,15 +158,25 @@ class SideBySideResult:
         }
 
 
-class _SamplerHooks(WindowHooks):
-    def __init__(self, sampler: TreeSampler) -> None:
+class _CellHooks(WindowHooks):
+    """At the window's edges: the processes' CPU, and the engine's step counter."""
+
+    def __init__(self, sampler: TreeSampler, metrics_url: str) -> None:
         self._sampler = sampler
+        self._metrics_url = metrics_url
+        self._steps_at_open = 0.0
+        self._opened_at = 0.0
+        self.engine_steps_per_s: float | None = None
 
     def on_open(self) -> None:
         self._sampler.begin_cpu()
+        self._steps_at_open = read_metric(self._metrics_url, ENGINE_STEPS)
+        self._opened_at = time.monotonic()
 
     def on_close(self) -> None:
         self._sampler.end_cpu()
+        steps = read_metric(self._metrics_url, ENGINE_STEPS) - self._steps_at_open
+        self.engine_steps_per_s = steps / (time.monotonic() - self._opened_at)
 
 
 def wait_until_engine_idle(server: TritonServer, timeout_s: float) -> bool:
@@ -175,10 +190,12 @@ def wait_until_engine_idle(server: TritonServer, timeout_s: float) -> bool:
 
 def _measure_cell(
     server: TritonServer, target: Target, concurrency: int, config: SideBySideConfig
-) -> tuple[CellResult, TreeUsage]:
+) -> tuple[CellResult, Side, dict]:
+    """The cell, its side of the comparison, and its JSON (with the processes' usage)."""
     assert server.pid is not None
     workload = Workload(Lengths.fixed(config.prompt_words), Lengths.fixed(config.output_len))
     sampler = TreeSampler(server.pid)
+    hooks = _CellHooks(sampler, server.metrics_url)
     sampler.start()
     try:
         cell = asyncio.run(
@@ -189,12 +206,17 @@ def _measure_cell(
                 LoadSpec(concurrency=concurrency, ramp_up_s=config.ramp_up_s),
                 Timing(duration_s=config.duration_s, warmup_s=config.warmup_s),
                 progress=config.progress,
-                hooks=_SamplerHooks(sampler),
+                hooks=hooks,
             )
         )
     finally:
         usage = sampler.stop()
-    return cell, usage
+    record = {
+        **cell.to_json(),
+        "engine_steps_per_s": hooks.engine_steps_per_s,
+        "server": asdict(usage),
+    }
+    return cell, Side.of(cell, usage, hooks.engine_steps_per_s), record
 
 
 def _warm_up(server: TritonServer, config: SideBySideConfig) -> None:
@@ -218,9 +240,9 @@ def measure(server: TritonServer, config: SideBySideConfig) -> SideBySideResult:
                     f"concurrency {concurrency}, {target.model}: the engine still had active "
                     f"sequences after {config.settle_timeout_s:.0f} s; measured anyway"
                 )
-            cell, usage = _measure_cell(server, target, concurrency, config)
-            sides[target.model] = Side.of(cell, usage)
-            cells.append({**cell.to_json(), "server": asdict(usage)})
+            cell, side, record = _measure_cell(server, target, concurrency, config)
+            sides[target.model] = side
+            cells.append(record)
             warnings.extend(_token_warnings(cell, config.output_len))
         comparisons.append(Comparison.of(concurrency, sides[ENGINE_MODEL], sides[BLS_MODEL]))
     return SideBySideResult(config, comparisons, cells, warnings)
@@ -283,6 +305,7 @@ TABLE_HEADER = (
     "+ITL p99",
     "stall p99 BLS",
     "RSS MiB engine/BLS",
+    "steps/s engine/BLS",
     "errors",
 )
 
@@ -303,6 +326,7 @@ def table_rows(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
                 _fmt(c.added_itl_p99_ms, ".2f", signed=True),
                 _ms(c.bls.stall, "p99_ms"),
                 f"{c.engine.rss_max_mib:.0f}/{c.bls.rss_max_mib:.0f}",
+                f"{_fmt(c.engine.engine_steps_per_s)}/{_fmt(c.bls.engine_steps_per_s)}",
                 f"{c.engine.errors}/{c.bls.errors}",
             )
         )

@@ -76,6 +76,8 @@ def test_side_by_side_and_run_at_concurrency_2(fixture_paths, tmp_path):
         processes = cell["server"]["processes"]
         assert {"tritonserver", "stub:tensorrt_llm", "stub:tensorrt_llm_bls"} <= set(processes)
         assert cell["server"]["rss_max_mib"] >= sum(p["rss_max_mib"] for p in processes.values())
+        # The engine steps at most once per 20 ms, and was busy during the window.
+        assert 10 < cell["engine_steps_per_s"] <= 55
     # The engine streams one token per response: exactly the requested count.
     assert engine_cell["tokens_per_request_min"] == engine_cell["tokens_per_request_max"] == 8
     assert engine_cell["responses"] >= engine_cell["output_tokens"]
