@@ -136,3 +136,33 @@ def test_a_failed_poll_is_not_a_lost_client():
     queued.send({"step": 0}, final=True)
     delivery.close()
     assert len(sink.responses) == 1
+
+
+def test_wait_for_backlog_blocks_until_the_lanes_catch_up():
+    delivery = ResponseDelivery(lanes=2)
+    sinks = [SlowSink(0.02) for _ in range(2)]
+    wrapped = [delivery.wrap(sink) for sink in sinks]
+    for step in range(5):
+        for queued in wrapped:
+            queued.send({"step": step}, final=step == 4)
+    assert delivery.backlog >= 8  # 10 sends of 20 ms on 2 lanes: 100 ms of work
+    started = time.monotonic()
+    assert delivery.wait_for_backlog(2)
+    assert time.monotonic() - started >= 0.04  # at least 3 sends per lane had to go
+    assert delivery.backlog <= 2
+    assert delivery.wait_for_backlog(0)
+    assert all(len(sink.responses) == 5 for sink in sinks)
+    delivery.close()
+
+
+def test_wait_for_backlog_gives_up_after_its_timeout():
+    delivery = ResponseDelivery(lanes=1)
+    sink = PolledSink()
+    sink.gate.clear()  # a poll that hangs
+    queued = delivery.wrap(sink)
+    queued.is_cancelled()
+    queued.send({"step": 0}, final=True)
+    assert not delivery.wait_for_backlog(0, timeout_s=0.05)
+    sink.gate.set()
+    assert delivery.wait_for_backlog(0)
+    delivery.close()

@@ -336,6 +336,24 @@ def test_cancellation_check_period_limits_polls():
     assert polls == pytest.approx([0.0, 0.12, 0.24, 0.36])
 
 
+def test_before_step_is_called_with_each_batch_size_before_the_step():
+    calls = []
+    backend = ScriptedBackend()
+    original_step = backend.step
+
+    def step(seqs):
+        calls.append(("step", len(seqs)))
+        return original_step(seqs)
+
+    backend.step = step
+    sched = Scheduler(backend, before_step=lambda size: calls.append(("before", size)))
+    short, long = RecordingSink(), RecordingSink()
+    sched.submit(request([[1]], 1), short)
+    sched.submit(request([[2]], 2), long)
+    drive(sched, [short, long])
+    assert calls == [("before", 2), ("step", 2), ("before", 1), ("step", 1)]
+
+
 def test_backend_failure_fails_only_that_request():
     backend = ScriptedBackend()
     backend.fail_prompts = {2}
