@@ -119,10 +119,12 @@ def side_by_side_chart(comparisons: Sequence[Comparison], path: Path, title: str
     figure, axes = plt.subplots(2, 2, figsize=(12, 8))
 
     ratio = axes[0][0]
-    ratio.bar(x, [_nan(c.requests_ratio) * 100 for c in comparisons], color="tab:blue")
+    percents = [_nan(c.requests_ratio) * 100 for c in comparisons]
+    bars = ratio.bar(x, percents, color="tab:blue")
+    ratio.bar_label(bars, fmt="%.1f")
     ratio.axhline(100, color="black", linewidth=0.8)
     ratio.set_title("requests/s: BLS / engine alone (%)")
-    ratio.set_ylim(0, 110)
+    ratio.set_ylim(0, max([115.0, *(p + 10 for p in percents if p == p)]))  # p == p: not NaN
 
     for axis, name, p50, p99 in (
         (axes[0][1], "TTFT", "added_ttft_p50_ms", "added_ttft_p99_ms"),
