@@ -5,8 +5,10 @@ fixture corpus in a fixed shuffled order, repeated: English, CJK, emoji, accents
 whitespace runs, mixed evenly all along) is detokenized one token at a time, and the
 cost per token is reported at 100, 1 000 and 10 000 tokens for:
 - ours: `IncrementalDetokenizer.push([id])` per token (+ `finish()` once), as shipped
-  (DecodeStream for these fast tokenizers), and with DecodeStream disabled (the window
-  decode alone: what slow tokenizers and tokenizers < 0.21 get);
+  (the byte-level tokenizer decoded from its bytes; the sentencepiece one by window
+  decodes through DecodeStream), and as the window decode alone (DecodeStream off, the
+  byte-level tokenizer followed through its decode: what slow tokenizers and
+  tokenizers < 0.21 get);
 - the baseline: TensorRT-LLM's `accumulate_tokens` streaming, i.e.
   `tokenizer.decode(all ids so far, skip_special_tokens=True)` at every step (then
   cutting off the text already sent). Its total cost is quadratic, so on long streams
@@ -73,7 +75,7 @@ def sequence_of_length(stream: list[int], length: int) -> list[int]:
     return stream[BLOCK : BLOCK + length - BLOCK] + stream[:BLOCK]
 
 
-def time_ours(tokenizer, ids: list[int], *, decode_stream: bool) -> tuple[float, float]:
+def time_ours(tokenizer, ids: list[int]) -> tuple[float, float]:
     """(microseconds per token of the final block, mean over the whole stream).
 
     Each run is timed in slices of SLICE tokens; every slice keeps its fastest run, so a
@@ -83,8 +85,6 @@ def time_ours(tokenizer, ids: list[int], *, decode_stream: bool) -> tuple[float,
     best = [float("inf")] * (len(bounds) - 1)
     for _ in range(REPEATS[len(ids)]):
         detokenizer = IncrementalDetokenizer(tokenizer)
-        if not decode_stream:
-            _disable_decode_stream(detokenizer)
         marks = []
         gc.disable()
         try:
@@ -101,11 +101,14 @@ def time_ours(tokenizer, ids: list[int], *, decode_stream: bool) -> tuple[float,
     return best[-1] / BLOCK / 1e3, sum(best) / len(ids) / 1e3
 
 
-def _disable_decode_stream(detokenizer: IncrementalDetokenizer) -> None:
-    # Benchmark-only switch: the same object with the stream path turned off, so the
-    # window decode does every step (the path of slow tokenizers).
-    detokenizer._stream = None
-    detokenizer._start_stream = lambda: None  # type: ignore[method-assign]
+def window_only(directory: Path):
+    """The tokenizer in `directory` as the window decode alone sees it (the path of slow
+    tokenizers): a fresh object, whose profile of its own is switched, benchmark only."""
+    tokenizer = load_tokenizer(directory)
+    profile = profile_for(tokenizer)
+    profile.supports_decode_stream = False
+    profile.byte_level = None
+    return tokenizer
 
 
 def _redecode_step(tokenizer, ids: list[int], step: int) -> float:
@@ -158,13 +161,14 @@ def environment() -> dict[str, str]:
     }
 
 
-def benchmark_tokenizer(name: str, tokenizer) -> dict:
+def benchmark_tokenizer(name: str, tokenizer, window_tokenizer) -> dict:
     stream = corpus_stream(tokenizer, max(LENGTHS))
     profile = profile_for(tokenizer)
     result: dict = {
         "class": type(tokenizer).__name__,
         "vocab_size": profile.vocab_size,
-        "decode_stream": profile.supports_decode_stream,
+        "engine": "bytes" if profile.byte_level is not None else "window",
+        "decode_stream": profile.byte_level is None and profile.supports_decode_stream,
         "byte_piece_share": round(
             sum(i in profile.byte_piece_ids for i in stream) / len(stream), 4
         ),
@@ -177,8 +181,8 @@ def benchmark_tokenizer(name: str, tokenizer) -> dict:
     )
     for length in LENGTHS:
         ids = sequence_of_length(stream, length)
-        ours, ours_mean = time_ours(tokenizer, ids, decode_stream=True)
-        window, window_mean = time_ours(tokenizer, ids, decode_stream=False)
+        ours, ours_mean = time_ours(tokenizer, ids)
+        window, window_mean = time_ours(window_tokenizer, ids)
         baseline, block_timed, baseline_mean, mean_timed = time_baseline(tokenizer, ids)
         result["lengths"][str(length)] = {
             "ours_us_per_token_at_n": round(ours, 3),
@@ -215,7 +219,23 @@ def benchmark_tokenizer(name: str, tokenizer) -> dict:
         f"(stream mean {flat['ours_mean']:.2f}x), window only {flat['window_only']:.2f}x, "
         f"re-decode {flat['redecode']:.1f}x"
     )
+    result["longest_silence_ids"] = longest_silence(tokenizer, stream)
+    print(
+        f"longest run of ids that returned no text, over {len(stream)} ids: "
+        f"{result['longest_silence_ids']}"
+    )
     return result
+
+
+def longest_silence(tokenizer, ids: list[int]) -> int:
+    """The most ids in a row whose push() returned no text (the steps a streaming
+    client waits; a character of 4 byte pieces makes 3)."""
+    detokenizer = IncrementalDetokenizer(tokenizer)
+    longest = silent = 0
+    for token_id in ids:
+        silent = 0 if detokenizer.push((token_id,)) else silent + 1
+        longest = max(longest, silent)
+    return longest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,16 +245,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     fixtures = ensure_fixtures()
-    tokenizers = {
-        "sentencepiece": load_tokenizer(fixtures.sentencepiece_tokenizer),
-        "bpe": load_tokenizer(fixtures.bpe_tokenizer),
+    directories = {
+        "sentencepiece": fixtures.sentencepiece_tokenizer,
+        "bpe": fixtures.bpe_tokenizer,
     }
     print("Per-token cost in microseconds (u). 'at N': the same final 100-token block after")
     print("N-100 tokens of history; 'mean': over the whole stream. re-decode =")
     print("tokenizer.decode(all ids so far) at every step; NOT every step is timed: at most")
     print(f"{BLOCK_SAMPLES} steps of the final block and {BASELINE_SAMPLES} of the stream,")
     print("evenly spaced (their mean estimates the mean over all steps).")
-    results = {name: benchmark_tokenizer(name, tok) for name, tok in tokenizers.items()}
+    results = {
+        name: benchmark_tokenizer(name, load_tokenizer(directory), window_only(directory))
+        for name, directory in directories.items()
+    }
     flat_ok = all(r["flatness"]["ours"] <= FLATNESS_LIMIT for r in results.values())
 
     report = {
@@ -246,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             "DecodeStream on as shipped; runs per length "
             + ", ".join(f"{n}: {r}" for n, r in REPEATS.items())
             + f", timed in slices of {SLICE} tokens, each slice's fastest run kept",
-            "window_only": "the same with DecodeStream disabled (slow-tokenizer path)",
+            "window_only": "the window decode alone: DecodeStream off and, for the "
+            "byte-level tokenizer, its decode instead of its bytes (slow-tokenizer path)",
             "redecode": "tokenizer.decode(ids[:k], skip_special_tokens=True) at step k "
             "(TensorRT-LLM accumulate_tokens); mean over timed steps: at most "
             f"{BLOCK_SAMPLES} of the final block, {BASELINE_SAMPLES} of the stream, "

@@ -1,16 +1,16 @@
 """The BLS side of the `tensorrt_llm` tensor contract: what we send, what comes back.
 
-Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_engine` moves
-these arrays through pb_utils. The contract is shared/facts/tensorrt_llm_model_contract.md.
+Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_io` moves these
+arrays through pb_utils. The contract is TensorRT-LLM's C++ `tensorrt_llm` model's: its
+config is model_repository/tensorrt_llm/config.pbtxt.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -49,20 +49,6 @@ class EngineResponse:
     error: str | None = None
     error_code: str | None = None  # a pb_utils.TritonError code name, e.g. "INVALID_ARG"
     final: bool = False
-
-
-class EngineClient(Protocol):
-    """How the orchestrator talks to the engine model (Triton BLS calls in production)."""
-
-    def generate(
-        self, request_id: str, inputs: Mapping[str, np.ndarray]
-    ) -> Iterator[EngineResponse]:
-        """Start a streaming engine request; yields responses until its final one."""
-        ...
-
-    def cancel(self, request_id: str) -> None:
-        """Ask the engine to end the in-flight request with this id (stop=true)."""
-        ...
 
 
 _request_numbers = itertools.count(1)
@@ -108,7 +94,8 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
 
     sampling = request.sampling
     # Only what the client gave: left out, the engine applies its own defaults. Names as
-    # the C++ backend of TensorRT-LLM 0.1x-1.x declares them (older: min_length, random_seed).
+    # the C++ backend declares them from Triton 25.05 on (older backends, before 25.05:
+    # min_length, random_seed).
     optional: list[tuple[str, object, type]] = [
         ("runtime_top_k", sampling.top_k, np.int32),
         ("runtime_top_p", sampling.top_p, np.float32),
@@ -127,6 +114,15 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
     for name, value, dtype in optional:
         if value is not None:
             inputs[name] = repeat(value, dtype)
+    if request.guide is not None:
+        # The C++ backend's names; json has no guide text. Every row holds the same string,
+        # which the C++ backend needs: it splits a BYTES input of B rows into B equal
+        # byte ranges (tensorrtllm_backend v0.19.0 inflight_batcher_llm/src/utils.cc).
+        inputs["guided_decoding_guide_type"] = repeat(
+            request.guide.guide_type.value.encode("utf-8"), np.object_
+        )
+        if request.guide.text is not None:
+            inputs["guided_decoding_guide"] = repeat(request.guide.text.encode("utf-8"), np.object_)
     if request.lora is not None:
         lora = request.lora
         inputs["lora_task_id"] = repeat(lora.task_id, np.uint64)
@@ -135,6 +131,17 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
         if lora.config is not None:
             inputs["lora_config"] = np.stack([lora.config] * rows)
     return inputs
+
+
+def engine_outputs(request: GenerateRequest, prompts: EncodedPrompts) -> tuple[str, ...]:
+    """The outputs this request needs: every tensor asked for is built, moved and read for
+    every token, so the indices and log probs are asked for only when they can matter."""
+    outputs = ["output_ids", "sequence_length"]
+    if len(prompts.input_ids) > 1 or request.sampling.num_return_sequences > 1:
+        outputs += ["batch_index", "sequence_index"]
+    if request.return_log_probs:
+        outputs.append("output_log_probs")
+    return tuple(outputs)
 
 
 def cancel_inputs() -> dict[str, np.ndarray]:
@@ -188,12 +195,3 @@ def engine_rows(outputs: Mapping[str, np.ndarray | None]) -> tuple[EngineRow, ..
             )
         )
     return tuple(rows)
-
-
-ENGINE_OUTPUTS = (
-    "output_ids",
-    "sequence_length",
-    "output_log_probs",
-    "batch_index",
-    "sequence_index",
-)

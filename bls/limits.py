@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bls.metrics import LOG_LEVELS
 from preprocessing.config import ConfigError, parameter_values, parse_bool, parse_positive_int
 
 # The parameters of the tensorrt_llm_bls model's config.pbtxt (read by BlsLimits, the
@@ -17,6 +18,7 @@ from preprocessing.config import ConfigError, parameter_values, parse_bool, pars
 BLS_PARAMETERS = (
     "tokenizer_dir",
     "tensorrt_llm_model_name",
+    "engine_grpc_url",
     "max_input_len",
     "max_output_len",
     "max_seq_len",
@@ -27,6 +29,11 @@ BLS_PARAMETERS = (
     "max_num_return_sequences",
     "trust_remote_code",
     "skip_special_tokens",
+    "max_concurrent_requests",
+    "cancellation_check_period_ms",
+    "response_sender_threads",
+    "request_log_level",
+    "request_log_text",
 )
 
 
@@ -118,3 +125,51 @@ class BlsLimits:
             )
         kwargs["max_batch_rows"] = max_batch_size
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How one instance of the model serves requests (see its config.pbtxt comments)."""
+
+    # Requests served at once; more wait for a slot, in arrival order.
+    max_concurrent_requests: int = 256
+    # How often every request's client is asked whether it cancelled (a round trip each).
+    cancellation_check_period_ms: int = 100
+    # Threads that send responses (each send is a round trip to the server).
+    response_sender_threads: int = 8
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> ServingOptions:
+        values = parameter_values(parameters)
+        return cls(
+            **{
+                name: parse_positive_int(name, values[name])
+                for name in cls.__dataclass_fields__
+                if name in values
+            }
+        )
+
+
+@dataclass(frozen=True)
+class RequestLogSettings:
+    """The log line written for every finished request (see bls/metrics.py)."""
+
+    level: str = "info"  # off, info or verbose (Triton's --log-verbose >= 1 shows it)
+    text: bool = False  # also the prompt and output text: off, they may be private
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> RequestLogSettings:
+        values = parameter_values(parameters)
+        level = values.get("request_log_level", cls.level).strip().lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(
+                f"request_log_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+            )
+        text = values.get("request_log_text")
+        return cls(level, parse_bool("request_log_text", text) if text is not None else False)

@@ -32,6 +32,12 @@ Decisions a client can observe (each is tested in tests/unit/test_bls_request*.p
   (UNSUPPORTED) instead. Use num_return_sequences for several samples.
 - Sampling values the client leaves out stay None: the engine applies its own defaults,
   exactly as if the client had talked to it directly.
+- Guided decoding. `guided_decoding_guide_type` (json, json_schema, regex, ebnf_grammar)
+  and `guided_decoding_guide` are checked here, the guide compiled as the engine will
+  compile it (preprocessing.guided_decoding), so a bad schema, regex or grammar is the
+  client's error (INVALID_ARG) before the engine sees it. It combines with everything
+  else: each sample of num_return_sequences follows the guide; a stop string still cuts
+  the text, which then need not be complete.
 """
 
 from __future__ import annotations
@@ -67,6 +73,13 @@ from bls.tensor_values import (
 )
 from preprocessing.chat import parse_messages
 from preprocessing.errors import RequestError
+from preprocessing.guided_decoding import (
+    GUIDE_INPUT,
+    GUIDE_TYPE_INPUT,
+    Guide,
+    check_guide,
+    parse_guide,
+)
 
 __all__ = [
     "BlsLimits",
@@ -81,6 +94,8 @@ __all__ = [
 
 # OpenAI's documented range for presence_penalty and frequency_penalty.
 PENALTY_BOUND = 2.0
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,7 @@ class GenerateRequest:
     return_num_input_tokens: bool = False
     return_num_output_tokens: bool = False
     lora: LoraOptions | None = None
+    guide: Guide | None = None  # guided decoding: the output follows this guide
 
     @property
     def batch_size(self) -> int:
@@ -216,6 +232,7 @@ def parse_generate_request(
         return_num_input_tokens=_or(read.flag("return_num_input_tokens"), False),
         return_num_output_tokens=_or(read.flag("return_num_output_tokens"), False),
         lora=_lora(read),
+        guide=_guide(read),
     )
 
 
@@ -337,15 +354,7 @@ class _Reader:
             values = [
                 _convert(name, kind, raw, self._where(index)) for index, raw in enumerate(rows)
             ]
-            distinct = list({same_key(value): value for value in values}.values())
-            if len(distinct) > 1:
-                raise RequestError(
-                    name,
-                    f"the prompts of one request must share one value, got {distinct}; "
-                    "send prompts that need different settings as separate requests",
-                    code="UNSUPPORTED",
-                )
-            from_input = values[0]
+            from_input = _shared_value(name, values)
         from_param = None
         if name in self._params:
             from_param = _convert(name, kind, self._params[name], "the request parameter")
@@ -357,6 +366,14 @@ class _Reader:
                 f"({from_param!r}) with different values; send it once",
             )
         return from_input if from_input is not None else from_param
+
+    def text(self, name: str) -> str | None:
+        """A string input with one value per prompt (the same for all prompts)."""
+        if name not in self._arrays:
+            return None
+        rows = row_scalars(name, self._arrays[name], self._batch_size)
+        values = [decode_utf8(name, raw, self._where(row)) for row, raw in enumerate(rows)]
+        return _shared_value(name, values)
 
     def string_rows(self, name: str) -> list[list[str]] | None:
         if name not in self._arrays:
@@ -415,6 +432,19 @@ class _Reader:
         return "" if self._batch_size == 1 else f" of prompt {row}"
 
 
+def _shared_value(name: str, values: list[_T]) -> _T:
+    """The one value all prompts of a request give an input (see the module docstring)."""
+    distinct = list({same_key(value): value for value in values}.values())
+    if len(distinct) > 1:
+        raise RequestError(
+            name,
+            f"the prompts of one request must share one value, got {distinct}; "
+            "send prompts that need different settings as separate requests",
+            code="UNSUPPORTED",
+        )
+    return values[0]
+
+
 def _convert(name: str, kind: Kind, raw: object, where: str) -> object:
     if kind is Kind.BOOL:
         return as_bool(name, raw, where)
@@ -438,9 +468,6 @@ def _convert(name: str, kind: Kind, raw: object, where: str) -> object:
 
 # ---------------------------------------------------------------------------------------
 # Settings
-
-
-_T = TypeVar("_T")
 
 
 def _or(value: _T | None, default: _T) -> _T:
@@ -646,3 +673,10 @@ def _lora(read: _Reader) -> LoraOptions | None:
                 "they need one row per module and layer",
             )
     return LoraOptions(task_id=task_id, weights=weights, config=config)
+
+
+def _guide(read: _Reader) -> Guide | None:
+    guide = parse_guide(read.text(GUIDE_TYPE_INPUT), read.text(GUIDE_INPUT))
+    if guide is not None:
+        check_guide(guide)
+    return guide

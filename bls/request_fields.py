@@ -83,6 +83,9 @@ INPUT_SPECS: tuple[InputSpec, ...] = (
     _spec("return_context_logits", Kind.BOOL, "TYPE_BOOL"),
     _spec("return_generation_logits", Kind.BOOL, "TYPE_BOOL"),
     _spec("return_perf_metrics", Kind.BOOL, "TYPE_BOOL"),
+    # Guided decoding (structured output): checked here, passed to the engine as it is.
+    _spec("guided_decoding_guide_type", Kind.STRING, "TYPE_STRING"),
+    _spec("guided_decoding_guide", Kind.STRING, "TYPE_STRING"),
     # LoRA, passed to the engine as it is.
     _spec("lora_task_id", Kind.UINT, "TYPE_UINT64"),
     _spec("lora_weights", Kind.MATRIX, "TYPE_FP16", (-1, -1)),

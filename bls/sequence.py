@@ -20,16 +20,27 @@ FINISH_CANCELLED = "cancelled"
 
 @dataclass
 class SequenceDelta:
-    """What one response says about one sequence."""
+    """What one response says about one sequence: what it adds since the previous one."""
 
     batch_index: int
     sequence_index: int
     text: str
+    # Tokens this delta adds (not a running total): clients such as Triton's OpenAI
+    # frontend add up the counts of a stream's responses.
     num_output_tokens: int
     log_probs: list[float]
     cum_log_prob: float
     finish_reason: str = ""  # empty until the sequence's last response
     stop_reason: str = ""
+
+    def merge(self, later: SequenceDelta) -> None:
+        """Fold a later delta of the same sequence into this one (one response for two)."""
+        self.text += later.text
+        self.num_output_tokens += later.num_output_tokens
+        self.log_probs.extend(later.log_probs)
+        self.cum_log_prob = later.cum_log_prob
+        self.finish_reason = later.finish_reason or self.finish_reason
+        self.stop_reason = later.stop_reason or self.stop_reason
 
 
 @dataclass
@@ -43,6 +54,8 @@ class SequenceState:
     special_stops: Mapping[int, str] = field(default_factory=dict)
     include_stop_str_in_output: bool = False
     num_tokens: int = 0
+    # num_tokens when the last delta was taken.
+    _tokens_reported: int = 0
     cum_log_prob: float = 0.0
     finish_reason: str = ""
     stop_reason: str = ""
@@ -133,6 +146,8 @@ class SequenceState:
             self.finish_reason = FINISH_CANCELLED
 
     def has_news(self) -> bool:
+        # Tokens that add no text yet (held back) are not news: their count rides on the
+        # next delta, so a stream's counts still add up to the total.
         return any(self._pending_text) or bool(self._pending_log_probs)
 
     def take_delta(self) -> SequenceDelta:
@@ -140,12 +155,13 @@ class SequenceState:
             batch_index=self.batch_index,
             sequence_index=self.sequence_index,
             text="".join(self._pending_text),
-            num_output_tokens=self.num_tokens,
+            num_output_tokens=self.num_tokens - self._tokens_reported,
             log_probs=list(self._pending_log_probs),
             cum_log_prob=self.cum_log_prob,
             finish_reason=self.finish_reason,
             stop_reason=self.stop_reason,
         )
+        self._tokens_reported = self.num_tokens
         self._pending_text.clear()
         self._pending_log_probs.clear()
         return delta

@@ -1,4 +1,4 @@
-"""pb_utils adapters for the orchestrator: the engine as a BLS call, the client as a sink.
+"""pb_utils adapters for the BLS: the client as a response sink, logging and metrics to Triton.
 
 Only imported inside the Triton Python stub (by model.py), which passes in the
 `triton_python_backend_utils` module: its classes exist only once the stub runs.
@@ -7,101 +7,42 @@ Only imported inside the Triton Python stub (by model.py), which passes in the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 
 import numpy as np
 
-from bls.engine_io import ENGINE_OUTPUTS, EngineResponse, cancel_inputs, engine_rows
-
-ERROR_CODES = (
-    "UNKNOWN",
-    "INTERNAL",
-    "NOT_FOUND",
-    "INVALID_ARG",
-    "UNAVAILABLE",
-    "UNSUPPORTED",
-    "ALREADY_EXISTS",
-    "CANCELLED",
-)
+from bls.metrics import COUNTER, GAUGE, HISTOGRAM, MetricSpec
 
 logger = logging.getLogger(__name__)
 
 
-def error_code_name(pb_utils: ModuleType, code: int) -> str:
-    for name in ERROR_CODES:
-        if getattr(pb_utils.TritonError, name, None) == code:
-            return name
-    return "INTERNAL"
-
-
-class TritonEngineClient:
-    """Calls the engine model (`tensorrt_llm` or a stand-in) through decoupled BLS requests."""
-
-    def __init__(
-        self, pb_utils: ModuleType, model_name: str, outputs: tuple[str, ...] = ENGINE_OUTPUTS
-    ) -> None:
-        self._pb = pb_utils
-        self.model_name = model_name
-        self.outputs = list(outputs)
-
-    def _request(self, request_id: str, inputs: Mapping[str, np.ndarray]):
-        pb = self._pb
-        return pb.InferenceRequest(
-            model_name=self.model_name,
-            inputs=[pb.Tensor(name, value) for name, value in inputs.items()],
-            requested_output_names=self.outputs,
-            request_id=request_id,
-        )
-
-    def generate(
-        self, request_id: str, inputs: Mapping[str, np.ndarray]
-    ) -> Iterator[EngineResponse]:
-        try:
-            yield from self._responses(request_id, inputs)
-        except Exception as error:  # e.g. the engine model is not loaded: say so
-            logger.warning("calling %s failed: %s", self.model_name, error)
-            yield EngineResponse(
-                error=f"the call to model {self.model_name!r} failed: {error}",
-                error_code="UNAVAILABLE",
-                final=True,
-            )
-
-    def _responses(
-        self, request_id: str, inputs: Mapping[str, np.ndarray]
-    ) -> Iterator[EngineResponse]:
-        for response in self._request(request_id, inputs).exec(decoupled=True):
-            if response.has_error():
-                error = response.error()
-                yield EngineResponse(
-                    error=error.message(),
-                    error_code=error_code_name(self._pb, error.code()),
-                    final=True,
-                )
-                return
-            tensors = {tensor.name(): tensor.as_numpy() for tensor in response.output_tensors()}
-            yield EngineResponse(rows=engine_rows(tensors))
-
-    def cancel(self, request_id: str) -> None:
-        for response in self._request(request_id, cancel_inputs()).exec(decoupled=True):
-            if response.has_error():
-                logger.warning(
-                    "engine refused the cancel of %s: %s", request_id, response.error().message()
-                )
-
-
 class TritonResponseSink:
-    """A decoupled request's response sender; a client that went away reads as cancelled."""
+    """A decoupled request's response sender; a client that went away reads as cancelled.
+
+    Thread-safe, and never asks whether the request was cancelled once FINAL is on its
+    way: Triton 2.51 deletes the response factory with the FINAL response, and
+    `is_cancelled()` on it afterwards crashes the server (seen: SIGSEGV in
+    TRITONBACKEND_ResponseFactoryIsCancelled). The lock keeps a check and the FINAL
+    send from overlapping.
+    """
 
     def __init__(self, pb_utils: ModuleType, request) -> None:
         self._pb = pb_utils
         self._request = request
         self._sender = request.get_response_sender()
+        # Triton passes on only the outputs a client asked for (all when it named none).
+        self.requested_outputs = frozenset(request.requested_output_names() or ()) or None
+        self._lock = threading.Lock()
+        self._final = False  # FINAL sent (or being sent)
         self._lost = False
 
     def send(self, outputs: Mapping[str, np.ndarray] | None, final: bool) -> None:
         pb = self._pb
         flags = pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
+        if final:
+            self._mark_final()
         try:
             if outputs is None:
                 self._sender.send(flags=flags)
@@ -115,6 +56,7 @@ class TritonResponseSink:
     def send_error(self, message: str, code: str) -> None:
         pb = self._pb
         error = pb.TritonError(message, getattr(pb.TritonError, code, pb.TritonError.INTERNAL))
+        self._mark_final()
         try:
             self._sender.send(
                 pb.InferenceResponse(output_tensors=[], error=error),
@@ -125,7 +67,14 @@ class TritonResponseSink:
             logger.warning("could not send an error response: %s", send_error)
 
     def is_cancelled(self) -> bool:
-        return self._lost or bool(self._request.is_cancelled())
+        with self._lock:
+            if self._final:
+                return self._lost
+            return self._lost or bool(self._sender.is_cancelled())
+
+    def _mark_final(self) -> None:
+        with self._lock:  # waits for a cancellation check in progress
+            self._final = True
 
 
 class TritonLogHandler(logging.Handler):
@@ -146,3 +95,39 @@ class TritonLogHandler(logging.Handler):
                 self._logger.log_info(message)
         except Exception:  # logging must never break the request that logs
             self.handleError(record)
+
+
+class TritonMetricsExporter:
+    """bls.metrics updates as Triton custom metrics (served on the metrics port)."""
+
+    def __init__(self, pb_utils: ModuleType, specs: Iterable[MetricSpec]) -> None:
+        family = pb_utils.MetricFamily
+        kinds = {COUNTER: family.COUNTER, GAUGE: family.GAUGE, HISTOGRAM: family.HISTOGRAM}
+        # Families must outlive their metrics: both are kept.
+        self._families = {
+            spec: family(name=spec.name, description=spec.description, kind=kinds[spec.kind])
+            for spec in specs
+        }
+        self._metrics: dict[tuple[MetricSpec, tuple[tuple[str, str], ...]], object] = {}
+
+    def _metric(self, spec: MetricSpec, labels: Mapping[str, str]):
+        key = (spec, tuple(sorted(labels.items())))
+        metric = self._metrics.get(key)
+        if metric is None:
+            if spec.kind == HISTOGRAM:
+                metric = self._families[spec].Metric(
+                    labels=dict(labels), buckets=list(spec.buckets)
+                )
+            else:
+                metric = self._families[spec].Metric(labels=dict(labels))
+            self._metrics[key] = metric
+        return metric
+
+    def increment(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
+        self._metric(spec, labels).increment(value)
+
+    def set(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
+        self._metric(spec, labels).set(value)
+
+    def observe(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None:
+        self._metric(spec, labels).observe(value)

@@ -54,6 +54,9 @@ class CheckpointInfo:
     model_type: str
     max_position_embeddings: int | None
     is_moe: bool
+    # config.json "auto_map": the checkpoint brings Python code that transformers runs
+    # only with trust_remote_code=True.
+    has_custom_code: bool = False
 
 
 def inspect_checkpoint(path: Path) -> CheckpointInfo:
@@ -91,6 +94,7 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
         is_moe=any(
             key in config for key in ("num_local_experts", "num_experts", "n_routed_experts")
         ),
+        has_custom_code=bool(config.get("auto_map")),
     )
 
 

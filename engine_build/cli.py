@@ -45,8 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--output-dir", type=Path, required=True, help="where everything goes")
     where.add_argument("--tokenizer-dir", type=Path, help="default: the checkpoint")
     where.add_argument(
+        "--backend",
+        choices=["tensorrt", "pytorch"],
+        default="tensorrt",
+        help="TensorRT-LLM's backend: tensorrt builds an engine for the C++ Triton backend "
+        "(TensorRT-LLM up to 1.x); pytorch builds nothing and serves the checkpoint with "
+        "the LLM API (PyTorch backend) under this project's tensorrt_llm Python model",
+    )
+    where.add_argument(
         "--engine",
-        choices=[kind.value for kind in EngineKind],
+        choices=[EngineKind.TENSORRT_LLM.value, EngineKind.REFERENCE.value],
         default=EngineKind.TENSORRT_LLM.value,
         help="tensorrt_llm: build an engine for the C++ backend; reference: serve the "
         "checkpoint with this project's Python engine (no GPU, no build)",
@@ -82,11 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--kv-cache-quantization",
         choices=[q.value for q in KvCacheQuantization],
         default=KvCacheQuantization.NONE.value,
+        help="calibrated: fp8 by ModelOpt; int8 by ModelOpt with int4_awq/fp8 weights, "
+        "else by the model class's own quantize (see docs/production.md)",
     )
     model.add_argument(
         "--calib-dataset",
         default=_DEFAULTS.calib_dataset,
-        help="ModelOpt calibration data: a dataset name (downloaded) or a local path",
+        help="calibration data: a dataset name (downloaded) or a local path",
     )
     model.add_argument("--calib-size", type=int, default=_DEFAULTS.calib_size)
     model.add_argument("--awq-block-size", type=int, default=_DEFAULTS.awq_block_size)
@@ -136,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=_DEFAULTS.kv_cache_free_gpu_mem_fraction,
     )
+    serving.add_argument(
+        "--guided-decoding",
+        action="store_true",
+        help="structured output: write xgrammar_tokenizer_info.json and switch the engine's "
+        "guided decoding on (guided_decoding_guide_type / guided_decoding_guide inputs)",
+    )
     serving.add_argument("--enable-kv-cache-reuse", action="store_true")
     serving.add_argument("--enable-chunked-context", action="store_true")
     serving.add_argument(
@@ -164,11 +180,16 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         )
     elif args.lora_dir:
         raise BuildError("--lora-dir needs --lora (a LoRA-enabled engine)")
+    engine = EngineKind(args.engine)
+    if args.backend == "pytorch":
+        if engine is EngineKind.REFERENCE:
+            raise BuildError("--backend pytorch and --engine reference exclude each other")
+        engine = EngineKind.PYTORCH
     return BuildOptions(
         checkpoint=args.checkpoint,
         output_dir=args.output_dir,
         tokenizer_dir=args.tokenizer_dir,
-        engine=EngineKind(args.engine),
+        engine=engine,
         dry_run=args.dry_run,
         dtype=DType(args.dtype),
         quantization=Quantization(args.quantization),
@@ -191,6 +212,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         enable_kv_cache_reuse=args.enable_kv_cache_reuse,
         enable_chunked_context=args.enable_chunked_context,
         batch_scheduler_policy=SchedulerPolicy(args.batch_scheduler_policy),
+        guided_decoding=args.guided_decoding,
         preprocessing_instances=args.preprocessing_instances,
         postprocessing_instances=args.postprocessing_instances,
         bls_instances=args.bls_instances,

@@ -4,15 +4,22 @@ Run as a step of the build (`python -m engine_build.convert ...`, see
 `engine_build.steps.convert_step`), in its own process so the GPU memory the conversion
 takes is returned before `trtllm-build` starts.
 
-Two paths, as TensorRT-LLM documents them (docs/source/architecture/workflow.md):
+Two calls, as TensorRT-LLM documents them (docs/source/architecture/workflow.md), picked
+by `engine_build.options.conversion_route`:
 - no quantization or int8 weight-only (W8A16): for every rank,
   `cls.from_hugging_face(hf_dir, dtype, mapping=Mapping(...), quant_config=...)` then
   `.save_checkpoint(output_dir, save_config=(rank == 0))`;
 - AWQ, FP8 or a quantized KV cache: `cls.quantize(hf_dir, output_dir, dtype, mapping,
-  quant_config, calib_dataset=...)`, which calibrates with NVIDIA ModelOpt and writes
-  every rank itself.
+  quant_config, calib_dataset=...)`, which calibrates and writes every rank itself:
+  with NVIDIA ModelOpt (AWQ, FP8, fp8 KV cache), or, for an int8 KV cache without
+  AWQ/FP8 weights, with the model class's own calibration.
 `cls` is `tensorrt_llm.models.MODEL_MAP[architecture]`, the architecture being the first
-entry of the checkpoint's config.json "architectures".
+entry of the checkpoint's config.json "architectures", and only for the architectures
+in `engine_build.model_support`.
+
+Both calls get `trust_remote_code` explicitly: TensorRT-LLM's config loaders default it
+to True (`LLaMAConfig.from_hugging_face` pops it with default True), so leaving it out
+would run a checkpoint's own code without the user's --trust-remote-code.
 
 Not run on these machines (no GPU, no tensorrt_llm wheel): see docs/production.md.
 """
@@ -25,6 +32,14 @@ import sys
 import time
 from pathlib import Path
 
+from engine_build.model_support import validate_conversion
+from engine_build.options import (
+    BuildError,
+    ConversionRoute,
+    KvCacheQuantization,
+    Quantization,
+    conversion_route,
+)
 from engine_build.versions import TENSORRT_LLM_MISSING
 
 
@@ -60,12 +75,22 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def architecture_of(hf_dir: Path) -> str:
-    config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+def read_config(hf_dir: Path) -> dict:
+    return json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+
+
+def architecture_of(config: dict, hf_dir: Path) -> str:
     architectures = config.get("architectures") or []
     if not architectures:
         raise ConversionError(f"{hf_dir}/config.json names no architecture")
     return str(architectures[0])
+
+
+def quantization_of(args: argparse.Namespace) -> tuple[Quantization, KvCacheQuantization]:
+    """The build's quantization back from TensorRT-LLM's algorithm names."""
+    weights = next(q for q in Quantization if q.quant_algo == args.quant_algo)
+    kv_cache = next(q for q in KvCacheQuantization if q.quant_algo == args.kv_cache_quant_algo)
+    return weights, kv_cache
 
 
 def model_class(architecture: str):
@@ -75,8 +100,8 @@ def model_class(architecture: str):
         return MODEL_MAP[architecture]
     except KeyError:
         raise ConversionError(
-            f"TensorRT-LLM has no model class for architecture {architecture!r} "
-            f"(tensorrt_llm.models.MODEL_MAP); supported: {sorted(MODEL_MAP)}"
+            f"this tensorrt_llm has no model class for architecture {architecture!r} "
+            "(tensorrt_llm.models.MODEL_MAP)"
         ) from None
 
 
@@ -108,21 +133,37 @@ def mapping_for(args: argparse.Namespace, rank: int):
     )
 
 
-def _needs_modelopt(args: argparse.Namespace) -> bool:
-    return args.quant_algo in ("W4A16_AWQ", "FP8") or args.kv_cache_quant_algo is not None
+_CALIBRATION = {
+    ConversionRoute.MODELOPT: "NVIDIA ModelOpt",
+    ConversionRoute.CLASS_CALIBRATION: "the model class's own calibration",
+}
 
 
 def convert(args: argparse.Namespace) -> None:
     require_tensorrt_llm()
-    architecture = architecture_of(args.hf_dir)
+    config = read_config(args.hf_dir)
+    architecture = architecture_of(config, args.hf_dir)
+    weights, kv_cache = quantization_of(args)
+    try:
+        validate_conversion(
+            architecture,
+            weights,
+            kv_cache,
+            trust_remote_code=args.trust_remote_code,
+            has_custom_code=bool(config.get("auto_map")),
+        )
+    except BuildError as error:
+        raise ConversionError(str(error)) from None
     cls = model_class(architecture)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     world_size = args.tp_size * args.pp_size
     started = time.monotonic()
-    if _needs_modelopt(args):
+    route = conversion_route(weights, kv_cache)
+    if route.calibrates:
         print(
-            f"quantizing {architecture} with ModelOpt ({args.quant_algo or 'no weight quant'}, "
-            f"kv cache {args.kv_cache_quant_algo or 'unquantized'}) on "
+            f"quantizing {architecture} with {_CALIBRATION[route]} "
+            f"({args.quant_algo or 'no weight quant'}, kv cache "
+            f"{args.kv_cache_quant_algo or 'unquantized'}) on "
             f"{args.calib_size} samples of {args.calib_dataset}",
             flush=True,
         )
@@ -135,6 +176,7 @@ def convert(args: argparse.Namespace) -> None:
             calib_dataset=args.calib_dataset,
             calib_batches=args.calib_size,
             calib_max_seq_length=args.calib_max_seq_length,
+            trust_remote_code=args.trust_remote_code,
         )
     else:
         for rank in range(world_size):
@@ -144,6 +186,7 @@ def convert(args: argparse.Namespace) -> None:
                 args.dtype,
                 mapping=mapping_for(args, rank),
                 quant_config=quant_config(args),
+                trust_remote_code=args.trust_remote_code,
             )
             model.save_checkpoint(str(args.output_dir), save_config=(rank == 0))
             del model

@@ -30,6 +30,7 @@ from engine_build.checkpoint import (
 from engine_build.gpus import count_gpus
 from engine_build.launch import launch_script, slurm_script
 from engine_build.layout import OutputLayout
+from engine_build.model_support import validate_conversion
 from engine_build.options import (
     BuildError,
     BuildOptions,
@@ -37,6 +38,7 @@ from engine_build.options import (
     resolve_lengths,
     validate_options,
 )
+from engine_build.pytorch_backend import start_command, validate_pytorch_options
 from engine_build.repository import (
     checkout_root,
     copy_packages,
@@ -44,7 +46,14 @@ from engine_build.repository import (
     packages_to_copy,
     write_repository,
 )
-from engine_build.steps import BuildStep, StepKind, layout_for, plan_build, render_plan
+from engine_build.steps import (
+    BuildStep,
+    StepKind,
+    engine_packages,
+    layout_for,
+    plan_build,
+    render_plan,
+)
 from engine_build.values import repository_edits
 from engine_build.verify import (
     check_engine_agreement,
@@ -53,6 +62,7 @@ from engine_build.verify import (
     verify_repository,
 )
 from engine_build.versions import TENSORRT_LLM_MISSING, TRTLLM_BUILD_MISSING
+from engine_build.xgrammar_info import write_tokenizer_info
 
 Echo = Callable[[str], None]
 
@@ -90,6 +100,16 @@ def prepare(options: BuildOptions) -> tuple[BuildOptions, CheckpointInfo, list[B
     checkpoint = inspect_checkpoint(options.checkpoint)
     options = resolve_lengths(options, checkpoint.max_position_embeddings)
     validate_options(options, checkpoint.max_position_embeddings)
+    if options.engine is EngineKind.TENSORRT_LLM:
+        validate_conversion(
+            checkpoint.architecture,
+            options.quantization,
+            options.kv_cache_quantization,
+            trust_remote_code=options.trust_remote_code,
+            has_custom_code=checkpoint.has_custom_code,
+        )
+    if options.engine is EngineKind.PYTORCH:
+        validate_pytorch_options(options)
     check_tokenizer_dir(options.resolved_tokenizer_dir, given=options.tokenizer_dir is not None)
     return options, checkpoint, plan_build(options, checkpoint)
 
@@ -97,8 +117,9 @@ def prepare(options: BuildOptions) -> tuple[BuildOptions, CheckpointInfo, list[B
 def _outputs(layout: OutputLayout, options: BuildOptions) -> list[Path]:
     """What this build writes under OUT (the engine only when it is really built)."""
     paths = [layout.repository, layout.tokenizer, layout.launch_script, layout.slurm_script]
+    paths.append(layout.xgrammar_tokenizer_info)
     paths += [layout.root / name for name in ("bls", "preprocessing", "postprocessing")]
-    paths.append(layout.root / "reference_engine")
+    paths += [layout.root / "reference_engine", layout.root / "llm_api_engine"]
     if options.engine is EngineKind.TENSORRT_LLM and not options.dry_run:
         paths += [layout.engine, layout.trtllm_checkpoint]
     return paths
@@ -229,15 +250,21 @@ def _copy_tokenizer(context: BuildContext, engine_built: bool) -> None:
         shutil.copy2(path, target / path.name)
 
 
+def _write_tokenizer_info(context: BuildContext, engine_built: bool) -> None:
+    write_tokenizer_info(
+        context.layout.tokenizer,
+        context.layout.xgrammar_tokenizer_info,
+        trust_remote_code=context.options.trust_remote_code,
+    )
+
+
 def _write_repository(context: BuildContext, engine_built: bool) -> None:
     edits = repository_edits(context.options, context.layout)
     write_repository(context.options, context.layout, edits, context.templates)
 
 
 def _copy_packages(context: BuildContext, engine_built: bool) -> None:
-    roots = ["bls", "preprocessing", "postprocessing"]
-    if context.options.engine is EngineKind.REFERENCE:
-        roots.append("reference_engine")
+    roots = engine_packages(context.options.engine)
     model_files = list(context.layout.repository.glob("*/1/*.py"))
     names = packages_to_copy(roots, model_files)
     copy_packages(names, context.layout.root)
@@ -282,6 +309,7 @@ def _verify(context: BuildContext, engine_built: bool) -> None:
 
 LOCAL_STEPS: dict[str, Callable[[BuildContext, bool], None]] = {
     step_names.COPY_TOKENIZER: _copy_tokenizer,
+    step_names.WRITE_TOKENIZER_INFO: _write_tokenizer_info,
     step_names.WRITE_REPOSITORY: _write_repository,
     step_names.COPY_PACKAGES: _copy_packages,
     step_names.WRITE_LAUNCH_SCRIPTS: _write_launch_scripts,
@@ -296,6 +324,13 @@ def _summary(context: BuildContext, engine_built: bool) -> None:
     echo(f"repository: {layout.repository}")
     if options.engine is EngineKind.REFERENCE:
         echo(f"serve it here:  llm-bls-serve --model-repository {layout.repository}")
+        return
+    if options.engine is EngineKind.PYTORCH:
+        echo("no engine build: TensorRT-LLM loads the checkpoint when the server starts")
+        echo(
+            "start it (in the container): "
+            + start_command(layout.deployed_repository, options.world_size)
+        )
         return
     if not engine_built:
         echo(

@@ -4,6 +4,8 @@ OUT/model_repository/     the four models, configs filled, model.py files copied
 OUT/engine/               the TensorRT-LLM engine (config.json, rank*.engine)
 OUT/trtllm_checkpoint/    the intermediate TensorRT-LLM checkpoint (may be deleted)
 OUT/tokenizer/            the tokenizer files, copied from the checkpoint
+OUT/xgrammar_tokenizer_info.json   (--guided-decoding only) what the C++ backend's
+                          guided decoding reads about the tokenizer
 OUT/bls/ preprocessing/ postprocessing/ [reference_engine/]
                           the packages, so each model.py finds them without pip
 OUT/launch_triton.sh, OUT/slurm_example.sbatch   (tp × pp > 1 only)
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine_build.xgrammar_info import TOKENIZER_INFO_FILE
 
 MODEL_NAMES = ("preprocessing", "postprocessing", "tensorrt_llm_bls", "tensorrt_llm")
 ENGINE_MODEL = "tensorrt_llm"
@@ -40,6 +44,10 @@ class OutputLayout:
         return self.root / "tokenizer"
 
     @property
+    def xgrammar_tokenizer_info(self) -> Path:
+        return self.root / TOKENIZER_INFO_FILE
+
+    @property
     def launch_script(self) -> Path:
         return self.root / "launch_triton.sh"
 
@@ -59,3 +67,7 @@ class OutputLayout:
     @property
     def deployed_tokenizer(self) -> Path:
         return self.deploy_root / "tokenizer"
+
+    @property
+    def deployed_xgrammar_tokenizer_info(self) -> Path:
+        return self.deploy_root / TOKENIZER_INFO_FILE

@@ -23,6 +23,9 @@ class EngineKind(str, enum.Enum):
     TENSORRT_LLM = "tensorrt_llm"
     # This project's Python stand-in on the Hugging Face checkpoint (no GPU needed).
     REFERENCE = "reference"
+    # No build: TensorRT-LLM's LLM API (PyTorch backend) under llm_api_engine's Python
+    # model loads the checkpoint at server start (`--backend pytorch`).
+    PYTORCH = "pytorch"
 
 
 class DType(str, enum.Enum):
@@ -65,6 +68,39 @@ class KvCacheQuantization(str, enum.Enum):
     @property
     def quant_algo(self) -> str | None:
         return None if self is KvCacheQuantization.NONE else self.value.upper()
+
+
+class ConversionRoute(str, enum.Enum):
+    """How TensorRT-LLM turns the Hugging Face checkpoint into its own, by quantization.
+
+    Decided as TensorRT-LLM's `QuantConfig` decides it (`_requires_modelopt_quantization`
+    and `_requires_calibration` in tensorrt_llm/models/modeling_utils.py, 0.2x sources).
+    """
+
+    # `from_hugging_face(...)` then `save_checkpoint(...)` for each rank: no calibration.
+    PER_RANK = "per_rank"
+    # `PretrainedModel.quantize(...)`: NVIDIA ModelOpt calibrates and writes every rank.
+    MODELOPT = "modelopt"
+    # An int8 KV cache without ModelOpt weight quantization: the base `quantize` refuses it
+    # ("should not call modelopt quantization"); only model classes that override
+    # `quantize` with their own calibration (SmoothQuant-style activation ranges) do it.
+    CLASS_CALIBRATION = "class_calibration"
+
+    @property
+    def calibrates(self) -> bool:
+        return self is not ConversionRoute.PER_RANK
+
+
+def conversion_route(quantization: Quantization, kv_cache: KvCacheQuantization) -> ConversionRoute:
+    if quantization.needs_calibration:
+        # ModelOpt quantizes AWQ/FP8 weights and any KV cache (fp8 or int8) together.
+        return ConversionRoute.MODELOPT
+    if kv_cache is KvCacheQuantization.FP8 and quantization is Quantization.NONE:
+        return ConversionRoute.MODELOPT
+    if kv_cache is not KvCacheQuantization.NONE:
+        # int8 KV (none or int8_wo weights); fp8 KV with int8_wo is refused in validation.
+        return ConversionRoute.CLASS_CALIBRATION
+    return ConversionRoute.PER_RANK
 
 
 class SchedulerPolicy(str, enum.Enum):
@@ -154,6 +190,9 @@ class BuildOptions:
     enable_kv_cache_reuse: bool = False
     enable_chunked_context: bool = False
     batch_scheduler_policy: SchedulerPolicy = SchedulerPolicy.GUARANTEED_NO_EVICT
+    # Structured output: write xgrammar's tokenizer info and switch the C++ backend's
+    # guided decoding on (guided_decoding_backend, xgrammar_tokenizer_info_path).
+    guided_decoding: bool = False
     preprocessing_instances: int | None = None  # None: keep the shipped count
     postprocessing_instances: int | None = None
     bls_instances: int | None = None
@@ -168,6 +207,10 @@ class BuildOptions:
     @property
     def world_size(self) -> int:
         return self.tp_size * self.pp_size
+
+    @property
+    def conversion_route(self) -> ConversionRoute:
+        return conversion_route(self.quantization, self.kv_cache_quantization)
 
     @property
     def resolved_moe_tp_size(self) -> int:
@@ -311,10 +354,15 @@ def _validate_quantization(options: BuildOptions) -> None:
             "kv-cache-quantization fp8 needs ModelOpt calibration, which int8_wo does not "
             "run; use --quantization fp8 or int4_awq with it"
         )
-    if options.quantization.needs_calibration and options.resolved_moe_ep_size > 1:
+    # PretrainedModel.quantize raises "Quantization for expert parallelism is not
+    # supported" for moe_ep_size > 1, whatever is quantized: AWQ/FP8 weights or only the
+    # KV cache (tensorrt_llm/models/modeling_utils.py, 0.2x sources).
+    if options.conversion_route is ConversionRoute.MODELOPT and options.resolved_moe_ep_size > 1:
         raise BuildError(
-            "TensorRT-LLM cannot quantize with ModelOpt under expert parallelism "
-            f"(moe-ep-size {options.resolved_moe_ep_size}); use moe-tp-size = tp-size"
+            f"--quantization {options.quantization.value} / --kv-cache-quantization "
+            f"{options.kv_cache_quantization.value} is calibrated by NVIDIA ModelOpt, which "
+            "TensorRT-LLM cannot run under expert parallelism (moe-ep-size "
+            f"{options.resolved_moe_ep_size}); use moe-tp-size = tp-size (moe-ep-size 1)"
         )
 
 

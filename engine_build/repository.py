@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine_build.layout import ENGINE_MODEL, MODEL_NAMES, OutputLayout
 from engine_build.options import BuildError, BuildOptions, EngineKind
+from engine_build.pytorch_backend import llm_api_model_dir
 from engine_build.values import ModelEdits
 from local_triton.model_config import (
     ModelConfigError,
@@ -30,7 +31,7 @@ from local_triton.model_config import (
 
 # Packages of this project; a copied package that imports one of these pulls it in too.
 FIRST_PARTY_PACKAGES = frozenset(
-    {"bls", "preprocessing", "postprocessing", "reference_engine", "local_triton"}
+    {"bls", "preprocessing", "postprocessing", "reference_engine", "llm_api_engine", "local_triton"}
 )
 _COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
@@ -53,6 +54,8 @@ def reference_engine_model_dir() -> Path:
 def template_dir(model: str, engine: EngineKind, templates: Path) -> Path:
     if model == ENGINE_MODEL and engine is EngineKind.REFERENCE:
         return reference_engine_model_dir()
+    if model == ENGINE_MODEL and engine is EngineKind.PYTORCH:
+        return llm_api_model_dir()
     return templates / model
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from engine_build.checkpoint import CheckpointInfo
 from engine_build.layout import OutputLayout
-from engine_build.options import BuildOptions, EngineKind, resolve_lengths
+from engine_build.options import BuildOptions, ConversionRoute, EngineKind, resolve_lengths
+from engine_build.pytorch_backend import checkpoint_quantization
 from engine_build.values import flatten_edits, repository_edits
 
 
@@ -54,6 +55,7 @@ class BuildStep:
 CONVERT_CHECKPOINT = "convert_checkpoint"
 BUILD_ENGINE = "build_engine"
 COPY_TOKENIZER = "copy_tokenizer"
+WRITE_TOKENIZER_INFO = "write_xgrammar_tokenizer_info"
 WRITE_REPOSITORY = "write_repository"
 COPY_PACKAGES = "copy_packages"
 WRITE_LAUNCH_SCRIPTS = "write_launch_scripts"
@@ -82,6 +84,15 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             },
         )
     )
+    if options.guided_decoding:
+        steps.append(
+            BuildStep(
+                WRITE_TOKENIZER_INFO,
+                "write the tokenizer info the C++ backend's guided decoding (xgrammar) reads",
+                StepKind.LOCAL,
+                arguments={"to": str(layout.xgrammar_tokenizer_info)},
+            )
+        )
     steps.append(
         BuildStep(
             WRITE_REPOSITORY,
@@ -89,18 +100,12 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             StepKind.LOCAL,
             arguments={
                 "to": str(layout.repository),
-                "tensorrt_llm": (
-                    "reference engine (Python backend) on the checkpoint"
-                    if options.engine is EngineKind.REFERENCE
-                    else "C++ tensorrtllm backend, decoupled, inflight_fused_batching"
-                ),
+                "tensorrt_llm": _engine_model_summary(options, checkpoint),
                 **flatten_edits(repository_edits(options, layout)),
             },
         )
     )
-    packages = ["bls", "preprocessing", "postprocessing"]
-    if options.engine is EngineKind.REFERENCE:
-        packages.append("reference_engine")
+    packages = engine_packages(options.engine)
     steps.append(
         BuildStep(
             COPY_PACKAGES,
@@ -109,7 +114,7 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             arguments={"packages": " ".join(packages), "to": str(layout.root)},
         )
     )
-    if options.world_size > 1:
+    if options.world_size > 1 and options.engine is EngineKind.TENSORRT_LLM:
         steps.append(
             BuildStep(
                 WRITE_LAUNCH_SCRIPTS,
@@ -137,14 +142,37 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
     return steps
 
 
+def engine_packages(engine: EngineKind) -> list[str]:
+    """The packages the repository's models import (their own imports are added too)."""
+    packages = ["bls", "preprocessing", "postprocessing"]
+    if engine is EngineKind.REFERENCE:
+        packages.append("reference_engine")
+    elif engine is EngineKind.PYTORCH:
+        packages.append("llm_api_engine")
+    return packages
+
+
+def _engine_model_summary(options: BuildOptions, checkpoint: CheckpointInfo) -> str:
+    if options.engine is EngineKind.REFERENCE:
+        return "reference engine (Python backend) on the checkpoint"
+    if options.engine is EngineKind.PYTORCH:
+        return (
+            "LLM-API model (Python backend over TensorRT-LLM's PyTorch backend, no engine "
+            f"build) on the checkpoint; quantization: {checkpoint_quantization(checkpoint.path)}"
+        )
+    return "C++ tensorrtllm backend, decoupled, inflight_fused_batching"
+
+
 def convert_step(
     options: BuildOptions, checkpoint: CheckpointInfo, layout: OutputLayout
 ) -> BuildStep:
     quant_algo = options.quantization.quant_algo
     kv_algo = options.kv_cache_quantization.quant_algo
-    # ModelOpt quantization (AWQ, FP8, a quantized KV cache) calibrates on data and
-    # writes every rank itself; the rest is a per-rank conversion of the weights.
-    calibrate = options.quantization.needs_calibration or kv_algo is not None
+    # A calibrating route (ModelOpt, or the model class's own int8 KV cache calibration)
+    # runs the model on data and writes every rank itself; the rest is a per-rank
+    # conversion of the weights.
+    route = options.conversion_route
+    calibrate = route.calibrates
     command = [
         sys.executable,
         "-m",
@@ -190,7 +218,7 @@ def convert_step(
     return BuildStep(
         CONVERT_CHECKPOINT,
         "convert the Hugging Face checkpoint to a TensorRT-LLM checkpoint"
-        + (" (ModelOpt calibration)" if calibrate else ""),
+        + _CALIBRATION_NOTE[route],
         StepKind.EXTERNAL,
         command=tuple(command),
         arguments={
@@ -199,6 +227,7 @@ def convert_step(
             "dtype": options.dtype.value,
             "quant_algo": quant_algo or "none",
             "kv_cache_quant_algo": kv_algo or "none",
+            "trust_remote_code": str(options.trust_remote_code),
             "mapping": (
                 f"Mapping(world_size={options.world_size}, tp_size={options.tp_size}, "
                 f"pp_size={options.pp_size}, moe_tp_size={options.resolved_moe_tp_size}, "
@@ -207,6 +236,15 @@ def convert_step(
             "output": str(layout.trtllm_checkpoint),
         },
     )
+
+
+_CALIBRATION_NOTE = {
+    ConversionRoute.PER_RANK: "",
+    ConversionRoute.MODELOPT: " (ModelOpt calibration)",
+    ConversionRoute.CLASS_CALIBRATION: (
+        " (int8 KV cache calibration by the model class's own quantize, not ModelOpt)"
+    ),
+}
 
 
 def build_engine_step(options: BuildOptions, layout: OutputLayout) -> BuildStep:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine_build.layout import OutputLayout
 from engine_build.options import BuildOptions, EngineKind
+from engine_build.pytorch_backend import llm_api_parameters
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,11 @@ def repository_edits(options: BuildOptions, layout: OutputLayout) -> dict[str, M
         ),
     }
     if options.engine is EngineKind.REFERENCE:
-        edits["tensorrt_llm"] = _reference_engine_edits(options)
+        edits["tensorrt_llm"] = _reference_engine_edits(options, layout)
+    elif options.engine is EngineKind.PYTORCH:
+        edits["tensorrt_llm"] = ModelEdits(
+            parameters=llm_api_parameters(options), max_batch_size=options.max_batch_size
+        )
     else:
         edits["tensorrt_llm"] = _tensorrt_llm_edits(options, layout)
     return edits
@@ -93,6 +98,9 @@ def _tensorrt_llm_edits(options: BuildOptions, layout: OutputLayout) -> ModelEdi
         # its own decoding mode.
         "decoding_mode": "beam_search" if options.max_beam_width > 1 else "top_k_top_p",
     }
+    if options.guided_decoding:
+        parameters["guided_decoding_backend"] = "xgrammar"
+        parameters["xgrammar_tokenizer_info_path"] = str(layout.deployed_xgrammar_tokenizer_info)
     added: dict[str, tuple[str, str]] = {}
     if options.lora is not None:
         lora = options.lora
@@ -124,7 +132,7 @@ def _tensorrt_llm_edits(options: BuildOptions, layout: OutputLayout) -> ModelEdi
     )
 
 
-def _reference_engine_edits(options: BuildOptions) -> ModelEdits:
+def _reference_engine_edits(options: BuildOptions, layout: OutputLayout) -> ModelEdits:
     return ModelEdits(
         parameters={
             "generation_backend": "reference",
@@ -132,6 +140,8 @@ def _reference_engine_edits(options: BuildOptions) -> ModelEdits:
             "exclude_input_in_output": "true",
         },
         optional_parameters={
+            # Guided decoding compiles guides against the served tokenizer.
+            "tokenizer_dir": str(layout.deployed_tokenizer),
             "max_seq_len": str(options.seq_len),
             "max_active_sequences": str(options.max_batch_size),
         },

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from local_triton.distribution import ServerNotInstalled, find_distribution, interpreter_mismatch
+from local_triton.gateway import GatewayProcess
 from local_triton.server import ServerOptions, ServerStartError, TritonServer
 from local_triton.staging import (
     EngineKind,
@@ -78,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds (default 180)")
     parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose")
     parser.add_argument("--quiet", action="store_true", help="do not echo the server's log")
+    parser.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to tritonserver as it is (repeatable), e.g. "
+        "--server-arg=--backend-config=python,shm-default-byte-size=16777216",
+    )
+    parser.add_argument(
+        "--openai",
+        action="store_true",
+        help="also start the OpenAI-compatible gateway (llm-bls-openai) in front of the server",
+    )
+    parser.add_argument("--openai-port", type=int, help="the gateway's port (default: a free port)")
     return parser
 
 
@@ -123,8 +139,28 @@ def curl_examples(server: TritonServer) -> str:
     )
 
 
+def openai_examples(gateway: GatewayProcess) -> str:
+    base = gateway.base_url
+    return "\n".join(
+        [
+            f"OpenAI-compatible gateway: {base} (model tensorrt_llm_bls). Try:",
+            f"  curl -s {base}/chat/completions -H 'Content-Type: application/json' \\",
+            """    -d '{"model": "tensorrt_llm_bls", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 24}'""",
+            f"  curl -sN {base}/completions -H 'Content-Type: application/json' \\",
+            """    -d '{"model": "tensorrt_llm_bls", "prompt": "Once upon a time", "max_tokens": 24, "stream": true}'""",
+            f"  {sys.executable} -c 'from openai import OpenAI; "
+            f'client = OpenAI(base_url="{base}", api_key="none"); '
+            'print(client.chat.completions.create(model="tensorrt_llm_bls", max_tokens=24, '
+            'messages=[{"role": "user", "content": "Hi"}]).choices[0].message.content)\'',
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.openai_port is not None and not args.openai:
+        print("llm-bls-serve: --openai-port needs --openai", file=sys.stderr)
+        return 2
     try:
         distribution = find_distribution()
     except ServerNotInstalled as error:
@@ -152,14 +188,18 @@ def main(argv: list[str] | None = None) -> int:
             metrics_port=args.metrics_port,
             ready_timeout_s=args.ready_timeout,
             log_verbose=args.log_verbose,
+            extra_args=tuple(args.server_args),
         )
         server = TritonServer(
             options, echo=None if args.quiet else print, distribution=distribution
         )
-        return _run_until_stopped(server)
+        gateway = None
+        if args.openai:
+            gateway = GatewayProcess(server.grpc_url, port=args.openai_port, inherit_output=True)
+        return _run_until_stopped(server, gateway)
 
 
-def _run_until_stopped(server: TritonServer) -> int:
+def _run_until_stopped(server: TritonServer, gateway: GatewayProcess | None = None) -> int:
     def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -168,16 +208,24 @@ def _run_until_stopped(server: TritonServer) -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(stop_signal, stop_on_signal)
     try:
+        if gateway is not None:
+            gateway.check_port()  # before the server's long start, not after it
         server.start()
+        if gateway is not None:
+            gateway.start()
     except ServerStartError as error:
+        server.stop()
         print(f"llm-bls-serve: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        server.stop()  # it may be up while the gateway was starting
         # A requested stop is a clean exit, also while the server was still starting.
         print("llm-bls-serve: stopped before the server was ready", file=sys.stderr)
         return 0
     try:
         print(curl_examples(server), flush=True)
+        if gateway is not None:
+            print(openai_examples(gateway), flush=True)
         code = server.wait()
         print(f"llm-bls-serve: tritonserver exited with code {code}", file=sys.stderr)
         return code or 1
@@ -188,6 +236,8 @@ def _run_until_stopped(server: TritonServer) -> int:
         # A second Ctrl-C must not cut the stop short and leave the server behind.
         for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(stop_signal, signal.SIG_IGN)
+        if gateway is not None:
+            gateway.stop()
         server.stop()
 
 

@@ -44,8 +44,8 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-# Health checks go straight to loopback, whatever http_proxy says.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Health checks and metrics go straight to loopback, whatever http_proxy says.
+DIRECT_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 _METRIC_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
@@ -53,7 +53,7 @@ _METRIC_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.
 
 def read_metric(metrics_url: str, name: str, **labels: str) -> float:
     """Sum of a Prometheus metric's samples whose labels include `labels` (0 if none)."""
-    with _DIRECT.open(metrics_url, timeout=10) as reply:
+    with DIRECT_HTTP.open(metrics_url, timeout=10) as reply:
         text = reply.read().decode()
     total = 0.0
     for line in text.splitlines():
@@ -255,7 +255,7 @@ class TritonServer:
         if f"Started HTTPService at 0.0.0.0:{self.http_port}" not in self.log_text():
             return False
         try:
-            with _DIRECT.open(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
+            with DIRECT_HTTP.open(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from local_triton.gateway import GatewayProcess
 from local_triton.server import ServerOptions, TritonServer
 from local_triton.staging import EngineKind, StagingPlan, default_model_repository, stage_repository
 
@@ -100,3 +101,17 @@ def synthetic_server(fixture_paths) -> Iterator[TritonServer]:
     """
     with staged_server(synthetic_plan(fixture_paths, step_ms=30)) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def openai_gateway(triton_server) -> Iterator[GatewayProcess]:
+    """`llm-bls-openai` in front of the demo pipeline (`triton_server`)."""
+    with GatewayProcess(triton_server.grpc_url) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="session")
+def synthetic_openai_gateway(synthetic_server) -> Iterator[GatewayProcess]:
+    """`llm-bls-openai` in front of the synthetic engine: long, paced streams."""
+    with GatewayProcess(synthetic_server.grpc_url) as gateway:
+        yield gateway

@@ -2,8 +2,15 @@
 
 It is what a stateless caller (a client or BLS streaming through the `postprocessing`
 Triton model) carries from one call to the next. It is small and bounded: a few ids of
-already-emitted context plus the ids whose text is still held back, never the history.
-The text emitted so far is NOT in it: the state only says where emission stands.
+already-emitted context plus the ids whose text is not wholly returned yet, never the
+history. The text emitted so far is NOT in it: the state only says where emission stands.
+
+Version 2 (the detokenizer that returns a character as soon as its bytes are complete):
+the last pending id may have returned part of its text already (a byte-level token
+holding the first bytes of a character after complete ones); a restored detokenizer
+replays the pending ids from the context and returns only what they had not returned.
+A version 1 state meant "nothing of the pending ids was returned" and is refused rather
+than read the new way, which would lose text.
 """
 
 from __future__ import annotations
@@ -11,16 +18,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
 
 # Most already-emitted ids kept as decoding context. The detokenizer normally keeps 4;
 # it keeps more only while the last ones decode to whitespace alone (some slow
 # tokenizers strip the leading whitespace of a decode, so context must show a
 # non-space character).
 MAX_CONTEXT_IDS = 32
-# Most ids whose text may be held back at once. Text is held while its decode ends in
-# an incomplete character (U+FFFD) or inside a run of byte-fallback pieces; past this
-# many ids the detokenizer emits what it has (see IncrementalDetokenizer).
+# Most ids whose text may be held back at once. Normally a few: the pieces of one
+# unfinished character and ids that add no text yet; past this many ids the detokenizer
+# emits what it has (see postprocessing.detokenizer).
 MAX_PENDING_IDS = 64
 # Longest JSON text from_json() parses; a real state is well under 1 KiB.
 MAX_STATE_JSON_CHARS = 8192
@@ -36,7 +43,7 @@ class DetokenizerState:
 
     # Already-emitted ids the next decode needs as context (at most MAX_CONTEXT_IDS).
     context_ids: tuple[int, ...] = ()
-    # Ids pushed but not yet emitted as text (at most MAX_PENDING_IDS).
+    # Ids pushed whose text is not wholly returned yet (at most MAX_PENDING_IDS).
     pending_ids: tuple[int, ...] = ()
     skip_special_tokens: bool = True
     spaces_between_special_tokens: bool = True
@@ -53,6 +60,8 @@ class DetokenizerState:
         for name in ("skip_special_tokens", "spaces_between_special_tokens", "finished"):
             if not isinstance(getattr(self, name), bool):
                 raise StateError(f"{name} must be true or false")
+        if self.finished and self.pending_ids:
+            raise StateError("a finished state holds no pending_ids: finish() returned them")
         if not _is_int(self.vocab_size) or self.vocab_size < 0:
             raise StateError("vocab_size must be a non-negative integer")
         if self.version != STATE_FORMAT_VERSION:

@@ -1,8 +1,10 @@
 """What the detokenizer needs to know about a tokenizer, worked out once and cached.
 
 A detokenizer is created per sequence (thousands per second on a busy server), so the
-per-tokenizer facts (which ids are special, which ids are byte-fallback pieces, whether
-the Rust `DecodeStream` can be used) are computed once per tokenizer object and shared.
+per-tokenizer facts (which ids are special; whether it is byte-level, decoding each id
+as its bytes, or has byte-fallback pieces it decodes as bytes; whether the Rust
+`DecodeStream` can be used) are computed once per tokenizer object and shared. The
+byte facts are checked against the tokenizer's own decode, never assumed from names.
 
 Supported tokenizers: transformers tokenizers (fast, backed by a Rust
 `tokenizers.Tokenizer`, or slow, pure Python) and bare `tokenizers.Tokenizer` objects.
@@ -12,17 +14,39 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import tokenizers
+from packaging.version import Version
+from tokenizers import Tokenizer as RustTokenizer
+from tokenizers import decoders
+
+from postprocessing.byte_level import ByteLevelVocabulary
+from postprocessing.utf8 import REPLACEMENT_CHARACTER
+
 try:  # DecodeStream exists from tokenizers 0.21; older versions use the window decode only.
-    from tokenizers import Tokenizer as RustTokenizer
     from tokenizers.decoders import DecodeStream
 except ImportError:  # pragma: no cover - depends on the installed tokenizers version
-    from tokenizers import Tokenizer as RustTokenizer
-
     DecodeStream = None
+
+# Ids checked when deciding whether a byte-level tokenizer decodes each id as its bytes:
+# every added token and about this many evenly spaced ids of the vocabulary.
+_BYTE_LEVEL_SAMPLE = 512
+# Byte-fallback decoding, checked on the tokenizer itself: pieces -> text.
+_BYTE_FALLBACK_PROBES = {
+    (0x41,): "A",
+    (0xE4, 0xB8, 0xAD): "中",
+    (0xEF, 0xBF, 0xBD): REPLACEMENT_CHARACTER,
+}
+# tokenizers 0.21.0's DecodeStream.step panics once it trims its buffer (it cut at
+# read_index instead of prefix_index; huggingface/tokenizers PR #1699, first released in
+# 0.21.1). A Rust panic reaches Python as pyo3's PanicException, a BaseException, so it
+# cannot be caught like the "Invalid prefix" errors: such versions use the window decode,
+# which gives the same text. 0.21.0 is what transformers 4.51 (the oldest containers)
+# accepts at its lower end.
+FIRST_SAFE_DECODE_STREAM = Version("0.21.1")
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,16 @@ class DecodeOptions:
     # Only slow transformers tokenizers of transformers 4.x use it (they join added
     # tokens with spaces); fast tokenizers and transformers 5 ignore it.
     spaces_between_special_tokens: bool = True
+
+
+@dataclass(frozen=True)
+class ByteFallbackPieces:
+    """The byte pieces "<0x00>".."<0xFF>" of a tokenizer that decodes a run of them as
+    the UTF-8 text of their bytes (sentencepiece byte fallback: Llama-2, Mistral)."""
+
+    value_of: Mapping[int, int]  # piece id -> its byte
+    # The pieces of U+FFFD's own bytes (EF BF BD): what an invalid subpart is decoded as.
+    replacement_ids: tuple[int, ...]
 
 
 class TokenizerProfile:
@@ -47,8 +81,13 @@ class TokenizerProfile:
         self.has_rust = _rust_decode_is_exact(tokenizer)
         self.vocab_size = self._vocab_size()
         self.special_ids = frozenset(self._special_ids())
-        self.byte_piece_ids = frozenset(self._byte_piece_ids())
-        self.supports_decode_stream = self.has_rust and DecodeStream is not None
+        pieces = self._byte_pieces()
+        # Ids named "<0x00>".."<0xFF>", whatever the decoder makes of them.
+        self.byte_piece_ids = frozenset(pieces.values())
+        # How text is followed byte by byte: at most one of the two is set.
+        self.byte_level = self._byte_level()
+        self.byte_fallback = None if self.byte_level else self._byte_fallback(pieces)
+        self.supports_decode_stream = self.has_rust and decode_stream_is_safe()
         self.supports_stream_priming = self.supports_decode_stream and _decode_stream_takes_ids()
 
     @property
@@ -121,28 +160,52 @@ class TokenizerProfile:
             }
         return {int(i) for i in self.tokenizer.all_special_ids}
 
-    def _byte_piece_ids(self) -> set[int]:
-        """Ids of byte-fallback pieces "<0x00>".."<0xFF>", if the vocabulary has them.
-
-        The ByteFallback decoder turns a run of these into bytes and decodes the run as
-        one unit: one invalid byte turns the whole run into U+FFFD, so text from a run
-        is final only once the run has ended.
-        """
-        found: set[int] = set()
+    def _byte_pieces(self) -> dict[int, int]:
+        """Byte -> id of the pieces "<0x00>".."<0xFF>" the vocabulary has."""
+        found: dict[int, int] = {}
         pieces = [f"<0x{value:02X}>" for value in range(256)]
         rust = self.rust
         if rust is not None:
-            for piece in pieces:
+            for value, piece in enumerate(pieces):
                 token_id = rust.token_to_id(piece)
                 if token_id is not None:
-                    found.add(token_id)
+                    found[value] = token_id
             return found
         ids = self.tokenizer.convert_tokens_to_ids(pieces)
-        for piece, token_id in zip(pieces, ids, strict=True):
+        for value, (piece, token_id) in enumerate(zip(pieces, ids, strict=True)):
             # Unknown pieces map to the unk id; keep only ids that really are the piece.
             if token_id is not None and self.tokenizer.convert_ids_to_tokens(token_id) == piece:
-                found.add(int(token_id))
+                found[value] = int(token_id)
         return found
+
+    def _byte_fallback(self, id_of: dict[int, int]) -> ByteFallbackPieces | None:
+        """The byte pieces, if the tokenizer has all 256 and decodes them as bytes.
+
+        The decode itself is asked (Hugging Face's ByteFallback decoder does; the slow
+        sentencepiece tokenizer of transformers 5 shows the pieces' names instead), so a
+        tokenizer without byte fallback is never treated as one.
+        """
+        if len(id_of) < 256:
+            return None
+        options = DecodeOptions(skip_special_tokens=False)
+        for values, text in _BYTE_FALLBACK_PROBES.items():
+            if self.decode_full([id_of[value] for value in values], options) != text:
+                return None
+        return ByteFallbackPieces(
+            value_of={token_id: value for value, token_id in id_of.items()},
+            replacement_ids=tuple(id_of[value] for value in REPLACEMENT_CHARACTER.encode()),
+        )
+
+    def _byte_level(self) -> ByteLevelVocabulary | None:
+        """The byte table of a byte-level tokenizer whose decode is exactly its bytes
+        decoded with U+FFFD replacement (checked on a sample of ids), else None."""
+        rust = self.rust
+        if rust is None or not isinstance(rust.decoder, decoders.ByteLevel):
+            return None
+        vocabulary = ByteLevelVocabulary(rust)
+        stride = max(1, self.vocab_size // _BYTE_LEVEL_SAMPLE)
+        sample = {*range(0, self.vocab_size, stride), *rust.get_added_tokens_decoder()}
+        return vocabulary if vocabulary.agrees_with_decode(sorted(sample)) else None
 
 
 # Where transformers itself defines decode() (base class) and the fast _decode() (5.x
@@ -182,6 +245,13 @@ def _reference(tokenizer: Any) -> Any:
         return weakref.ref(tokenizer)
     except TypeError:
         return lambda: tokenizer
+
+
+def decode_stream_is_safe() -> bool:
+    """Whether the installed tokenizers has a DecodeStream that does not panic."""
+    if DecodeStream is None:
+        return False
+    return Version(tokenizers.__version__) >= FIRST_SAFE_DECODE_STREAM
 
 
 def _decode_stream_takes_ids() -> bool:

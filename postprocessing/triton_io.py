@@ -13,8 +13,10 @@ width, 1 without beam search):
                                         previous call, or "" to start a stream
 - FINISH           BOOL  [B, 1] or [B, beams]  optional (needs DETOKENIZER_STATE); true
                                         returns the held-back text too: the stream ends
-- OUTPUT           BYTES [B, beams]     UTF-8 text: the whole decode, or (streaming) the
-                                        new text of this call
+- OUTPUT           BYTES [B, beams]     UTF-8 text: the whole text, or (streaming) the
+                                        new text of this call; both by the same rule
+                                        (postprocessing.detokenizer), so streamed texts
+                                        add up to the whole one
 - DETOKENIZER_STATE BYTES [B, beams]    (streaming only) the state for the next call
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from postprocessing.detokenizer import IncrementalDetokenizer
+from postprocessing.detokenizer import IncrementalDetokenizer, decode_texts
 from postprocessing.state import DetokenizerState, StateError
 from postprocessing.tokenizer_profile import DecodeOptions, profile_for
 from preprocessing.errors import RequestError
@@ -76,8 +78,8 @@ class Postprocessor:
                     "is only meaningful with DETOKENIZER_STATE (streaming); a decode "
                     "without it always returns the whole text",
                 )
-            texts = self.profile.decode_many(
-                [ids for row in sequences for ids in row], self.options
+            texts = decode_texts(
+                self.tokenizer, [ids for row in sequences for ids in row], self.options
             )
             return {"OUTPUT": _bytes_array(texts, tokens.shape[:2])}
         states = _states(inputs["DETOKENIZER_STATE"], tokens.shape[:2])

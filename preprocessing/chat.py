@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
-from preprocessing.errors import RequestError
+from preprocessing.errors import RequestError, load_json
 
 _KEYS = ("role", "content", "name")
 
@@ -19,14 +18,12 @@ def parse_messages(text: str, field: str = "messages", where: str = "") -> list[
     conversation other than the one it sent.
     """
     subject = where or "the conversation"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RequestError(
-            field,
-            f"{subject} is not valid JSON ({error.msg} at line {error.lineno} column "
-            f'{error.colno}); expected a JSON array like [{{"role": "user", "content": "Hi"}}]',
-        ) from None
+    data = load_json(
+        field,
+        text,
+        subject=subject,
+        expected='expected a JSON array like [{"role": "user", "content": "Hi"}]',
+    )
     if not isinstance(data, list):
         raise RequestError(
             field, f"{subject} must be a JSON array of messages, got a JSON {_json_type(data)}"

@@ -24,8 +24,8 @@ Semantics follow TensorRT-LLM (its C++ runtime documentation and kernels):
 - end_id ends a sequence and is not output; a stop word ends it and is output;
 - output_log_probs / cum_log_probs cover generated tokens only (log-softmax of the
   processed logits).
-Input names are those of TensorRT-LLM 0.21's config (min_tokens and seed; releases
-before it called them min_length and random_seed).
+Input names are those of the C++ backend from Triton 25.05 on (min_tokens and seed; the
+older backends before 25.05 called them min_length and random_seed).
 Deliberate differences: no seed input -> model parameter random_seed + a request
 counter (TensorRT-LLM uses 0); beam_width > 1 and logits/perf-metrics returns are
 refused; a bad word's last token is banned even when it is token id 0.

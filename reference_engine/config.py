@@ -19,6 +19,8 @@ class EngineConfig:
 
     generation_backend: str = "reference"
     model_dir: Path | None = None
+    # The tokenizer guided decoding compiles guides against; None: model_dir's.
+    tokenizer_dir: Path | None = None
     max_seq_len: int | None = None  # None: the backend's default (model's positions)
     max_active_sequences: int = 256
     synthetic_step_ms: float = 20.0
@@ -46,6 +48,7 @@ class EngineConfig:
         if backend not in BACKENDS:
             raise ValueError(f"generation_backend: {backend!r} is not one of {list(BACKENDS)}")
         model_dir = Path(values["model_dir"]) if "model_dir" in values else None
+        tokenizer_dir = Path(values["tokenizer_dir"]) if "tokenizer_dir" in values else None
         if backend == "reference" and model_dir is None:
             raise ValueError("model_dir: required when generation_backend is 'reference'")
         beam = _int(values, "max_beam_width", 1, low=1)
@@ -55,6 +58,7 @@ class EngineConfig:
         return cls(
             generation_backend=backend,
             model_dir=model_dir,
+            tokenizer_dir=tokenizer_dir,
             max_seq_len=max_seq_len,
             max_active_sequences=_int(
                 values, "max_active_sequences", defaults.max_active_sequences, low=1

@@ -15,6 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from preprocessing.errors import RequestError
+from preprocessing.guided_decoding import (
+    GUIDE_INPUT,
+    GUIDE_TYPE_INPUT,
+    Guide,
+    check_guide,
+    parse_guide,
+)
 from preprocessing.word_lists import decode_word_list
 from reference_engine.types import (
     DEFAULT_TEMPERATURE,
@@ -32,7 +39,8 @@ from reference_engine.types import (
 from reference_engine.words import normalize_words
 
 # Inputs this engine honours (name -> numpy dtype kind it must have: i=int, u=uint,
-# f=float, b=bool). Names and dtypes follow TensorRT-LLM's tensorrt_llm/config.pbtxt.
+# f=float, b=bool, O=strings). Names and dtypes follow TensorRT-LLM's
+# tensorrt_llm/config.pbtxt.
 SUPPORTED_INPUTS: dict[str, str] = {
     "input_ids": "i",
     "input_lengths": "i",
@@ -62,6 +70,8 @@ SUPPORTED_INPUTS: dict[str, str] = {
     "exclude_input_in_output": "b",
     "streaming": "b",
     "stop": "b",
+    GUIDE_TYPE_INPUT: "O",
+    GUIDE_INPUT: "O",
     # Accepted only when false: the engine cannot return logits or perf metrics.
     "return_context_logits": "b",
     "return_generation_logits": "b",
@@ -79,8 +89,6 @@ UNSUPPORTED_INPUTS: dict[str, str] = {
     "lora_task_id": "LoRA",
     "lora_weights": "LoRA",
     "lora_config": "LoRA",
-    "guided_decoding_guide_type": "guided decoding",
-    "guided_decoding_guide": "guided decoding",
 }
 
 # Only meaningful for beam search; like TensorRT-LLM with beam_width 1, they have no
@@ -107,6 +115,8 @@ class EngineLimits:
 
     max_seq_len: int
     vocab_size: int | None = None
+    # How refusals name the engine ("... is not supported by <engine_name>").
+    engine_name: str = "the reference engine"
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ def parse_request(
     for name, feature in UNSUPPORTED_INPUTS.items():
         if name in inputs and np.asarray(inputs[name]).size > 0:
             raise RequestError(
-                name, f"{feature} is not supported by the reference engine", code="UNSUPPORTED"
+                name, f"{feature} is not supported by {limits.engine_name}", code="UNSUPPORTED"
             )
 
     input_ids = _required(inputs, "input_ids")
@@ -151,7 +161,7 @@ def parse_request(
     for name in ("return_context_logits", "return_generation_logits", "return_perf_metrics"):
         if any(reader.bools(name, False)):
             raise RequestError(
-                name, "the reference engine cannot return this; send false", code="UNSUPPORTED"
+                name, f"{limits.engine_name} cannot return this; send false", code="UNSUPPORTED"
             )
     for name in BEAM_ONLY_INPUTS:
         reader.values(name)  # shape check only
@@ -169,6 +179,7 @@ def parse_request(
     stop_rows = _word_rows(inputs, "stop_words_list", batch, limits)
     bad_rows = _word_rows(inputs, "bad_words_list", batch, limits)
     bias_rows = _bias_rows(inputs, batch, limits)
+    guide_rows = _guide_rows(reader)
 
     if len(set(streaming_rows)) > 1:
         raise RequestError("streaming", "all prompts of one request must agree on streaming")
@@ -198,8 +209,8 @@ def parse_request(
         if beam > MAX_BEAM_WIDTH:
             raise RequestError(
                 "beam_width",
-                f"row {b}: {beam} exceeds max_beam_width {MAX_BEAM_WIDTH} (the reference "
-                "engine does greedy decoding and sampling only)",
+                f"row {b}: {beam} exceeds max_beam_width {MAX_BEAM_WIDTH} ({limits.engine_name} "
+                "does greedy decoding and sampling only)",
                 code="UNSUPPORTED",
             )
         n_return = num_returns[b] or 1
@@ -229,6 +240,7 @@ def parse_request(
                     sampling=sampling_rows[b],
                     return_log_probs=log_prob_rows[b],
                     exclude_input_in_output=exclude_rows[b],
+                    guide=guide_rows[b],
                 )
             )
     return GenerationRequest(
@@ -272,7 +284,12 @@ def _check_names_and_dtypes(inputs: Mapping[str, np.ndarray]) -> None:
         if kind is None:
             raise RequestError(name, "is not an input of the tensorrt_llm model")
         actual = np.asarray(value).dtype.kind
-        ok = actual == kind or (kind == "u" and actual == "i") or (kind == "i" and actual == "u")
+        ok = (
+            actual == kind
+            or (kind == "u" and actual == "i")
+            or (kind == "i" and actual == "u")
+            or (kind == "O" and actual in "SU")  # bytes or str arrays, as tests build them
+        )
         if not ok:
             raise RequestError(name, f"has dtype {np.asarray(value).dtype}, expected kind {kind}")
 
@@ -315,6 +332,12 @@ class _ScalarReader:
         if values is None:
             return [default] * self._batch
         return [float(v) for v in values]
+
+    def texts(self, name: str) -> list[str | None]:
+        values = self.values(name)
+        if values is None:
+            return [None] * self._batch
+        return [_text(name, value, row) for row, value in enumerate(values)]
 
     def bools(self, name: str, default: bool) -> list[bool]:
         values = self.values(name)
@@ -365,6 +388,29 @@ def _sampling_rows(reader: _ScalarReader) -> list[SamplingParams]:
                 seed=seed,
             )
         )
+    return rows
+
+
+def _text(name: str, value: object, row: int) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(name, f"row {row}: is not valid UTF-8") from None
+    raise RequestError(name, f"row {row}: expected a string, got {type(value).__name__}")
+
+
+def _guide_rows(reader: _ScalarReader) -> list[Guide | None]:
+    rows = []
+    types = reader.texts(GUIDE_TYPE_INPUT)
+    texts = reader.texts(GUIDE_INPUT)
+    for b, (guide_type, text) in enumerate(zip(types, texts, strict=True)):
+        guide = parse_guide(guide_type, text, row="" if len(types) == 1 else f"row {b}: ")
+        if guide is not None:
+            check_guide(guide)  # a bad guide is the request's error, before it is queued
+        rows.append(guide)
     return rows
 
 

@@ -22,7 +22,7 @@ from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
 from reference_engine.contract import response_tensors
 from reference_engine.metrics import EngineMetrics, NullMetrics
-from reference_engine.sink import ResponseSink
+from reference_engine.sink import ResponseSink, safe_error, safe_send
 from reference_engine.types import GenerationRequest, LiveSequence, StepOutput
 from reference_engine.words import matched_stop_word
 
@@ -152,7 +152,7 @@ class Scheduler:
                 self._inbox.append(command)
                 self._cond.notify()
         if rejected:
-            _safe_error(command.sink, "the engine is shutting down", "UNAVAILABLE")
+            safe_error(command.sink, "the engine is shutting down", "UNAVAILABLE")
 
     # --- the scheduler thread ----------------------------------------------------------
 
@@ -180,7 +180,7 @@ class Scheduler:
         self._check_client_cancellation()
         self._end_cancelled()
         for sink in stop_sinks:  # after the stopped requests got their final response
-            _safe_send(sink, {}, final=True)
+            safe_send(sink, {}, final=True)
         self._admit()
         advanced = False
         if self._active:
@@ -250,7 +250,7 @@ class Scheduler:
         self._requests[request.key] = request
         if request.remaining == 0:  # nothing to generate (cannot come from parse_request)
             self._close(request)
-            _safe_send(sink, {}, final=True)
+            safe_send(sink, {}, final=True)
 
     def _check_client_cancellation(self) -> None:
         now = self._clock()
@@ -328,7 +328,10 @@ class Scheduler:
             if seq.request.done or seq.finished:
                 continue
             if isinstance(result, Exception):
-                self._fail(seq.request, f"generation failed: {result}", "INTERNAL")
+                # A RequestError is the request's own doing (e.g. a guide that min_tokens
+                # contradicts) and keeps its code; anything else is the engine's failure.
+                code = result.code if isinstance(result, RequestError) else "INTERNAL"
+                self._fail(seq.request, f"generation failed: {result}", code)
                 continue
             emitted += self._apply(seq, result)
         self._active = [s for s in self._active if not s.finished and not s.request.done]
@@ -390,21 +393,16 @@ class Scheduler:
     def _send(self, request: _Request, tensors: dict, *, final: bool) -> None:
         if request.done:
             return
-        try:
-            request.sink.send(tensors, final=final)
-        except Exception:
-            # Nothing more can reach this client: free the request's sequences.
-            logger.exception("sending a response failed for request %r", request.request_id)
-            self._close(request)
-            return
-        if final:
+        sent = safe_send(request.sink, tensors, final=final, request_id=request.request_id)
+        # Final, or nothing more can reach this client: free the request's sequences.
+        if final or not sent:
             self._close(request)
 
     def _fail(self, request: _Request, message: str, code: str) -> None:
         if request.done:
             return
         self._close(request)
-        _safe_error(request.sink, message, code)
+        safe_error(request.sink, message, code)
 
     def _close(self, request: _Request) -> None:
         """Forget a request and free its sequences (responses are the caller's job)."""
@@ -423,18 +421,4 @@ class Scheduler:
             commands = list(self._inbox)
             self._inbox.clear()
         for command in commands:
-            _safe_error(command.sink, "the engine is shutting down", "UNAVAILABLE")
-
-
-def _safe_send(sink: ResponseSink, tensors: dict | None, *, final: bool) -> None:
-    try:
-        sink.send(tensors, final=final)
-    except Exception:
-        logger.exception("sending a response failed")
-
-
-def _safe_error(sink: ResponseSink, message: str, code: str) -> None:
-    try:
-        sink.send_error(message, code)
-    except Exception:
-        logger.exception("sending an error response failed")
+            safe_error(command.sink, "the engine is shutting down", "UNAVAILABLE")

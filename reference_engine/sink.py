@@ -6,6 +6,7 @@ in unit tests it records what was sent (`testing.RecordingSink`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -22,3 +23,30 @@ class ResponseSink(Protocol):
 
     def is_cancelled(self) -> bool:
         """Whether the client cancelled the request."""
+
+
+logger = logging.getLogger(__name__)
+
+
+def safe_send(
+    sink: ResponseSink,
+    tensors: Mapping[str, np.ndarray] | None,
+    *,
+    final: bool,
+    request_id: str = "",
+) -> bool:
+    """Send one response; False (and logged) when it could not reach the client."""
+    try:
+        sink.send(tensors, final=final)
+    except Exception:
+        logger.exception("sending a response failed for request %r", request_id)
+        return False
+    return True
+
+
+def safe_error(sink: ResponseSink, message: str, code: str) -> None:
+    """Send one error response (FINAL); a failure is logged, never raised."""
+    try:
+        sink.send_error(message, code)
+    except Exception:
+        logger.exception("sending an error response failed")

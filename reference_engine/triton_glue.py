@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,7 +26,8 @@ from reference_engine.contract import (
 from reference_engine.delivery import ResponseDelivery
 from reference_engine.metrics import CANCEL_REASONS
 from reference_engine.scheduler import Scheduler
-from reference_engine.types import StopRequest
+from reference_engine.sink import ResponseSink
+from reference_engine.types import GenerationRequest, StopRequest
 
 logger = logging.getLogger("reference_engine")
 
@@ -181,19 +182,8 @@ class TritonEngineModel:
 
     def __init__(self, pb_utils: Any, args: Mapping[str, str]) -> None:
         self._pb = pb_utils
-        handler = PbLoggerHandler(pb_utils)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        root = logging.getLogger("reference_engine")
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        self._handler = handler
-
-        model_config = json.loads(args["model_config"])
-        if not pb_utils.using_decoupled_model_transaction_policy(model_config):
-            raise ValueError(
-                "the tensorrt_llm stand-in must be decoupled "
-                "(model_transaction_policy { decoupled: true })"
-            )
+        self._handler = install_log_handler(pb_utils, "reference_engine")
+        model_config = decoupled_model_config(pb_utils, args, "the tensorrt_llm stand-in")
         self.config = EngineConfig.from_parameters(parameters_from_model_config(model_config))
         self.backend = create_backend(self.config)
         max_seq_len = self.config.max_seq_len or self.backend.default_max_seq_len
@@ -231,26 +221,75 @@ class TritonEngineModel:
         return None
 
     def _accept(self, request: Any) -> None:
-        sink = TritonSink(self._pb, request)
-        try:
-            parsed = parse_request(
-                read_inputs(self._pb, request), request.request_id(), self.limits, self.defaults
-            )
-        except RequestError as exc:
-            sink.send_error(str(exc), exc.code)
-            return
-        except Exception as exc:
-            logger.exception("could not read a request")
-            sink.send_error(f"could not read the request: {exc}", "INTERNAL")
-            return
-        # Refusals above are sent here, on the execute thread; everything the scheduler
-        # sends is queued for the sender threads.
-        if isinstance(parsed, StopRequest):
-            self.scheduler.stop(parsed.request_id, self._delivery.wrap(sink))
-        else:
-            self.scheduler.submit(parsed, self._delivery.wrap(sink))
+        accept_request(
+            self._pb,
+            request,
+            self.limits,
+            self.defaults,
+            self.scheduler,
+            wrap_sink=self._delivery.wrap,
+        )
 
     def finalize(self) -> None:
         self.scheduler.shutdown()
         self._delivery.close()
         logging.getLogger("reference_engine").removeHandler(self._handler)
+
+
+class RequestTarget(Protocol):
+    """What takes parsed requests: the reference engine's scheduler, the LLM-API driver."""
+
+    def submit(self, request: GenerationRequest, sink: ResponseSink) -> None: ...
+
+    def stop(self, request_id: str, sink: ResponseSink) -> None: ...
+
+
+def accept_request(
+    pb_utils: Any,
+    request: Any,
+    limits: EngineLimits,
+    defaults: ContractDefaults,
+    target: RequestTarget,
+    wrap_sink: Callable[[ResponseSink], ResponseSink] = lambda sink: sink,
+) -> None:
+    """Parse one Triton request and hand it to `target`; a bad one gets its error (FINAL).
+
+    A refusal is sent here, on the execute thread; `target` gets the sink through
+    `wrap_sink` (the reference engine queues its sends for sender threads).
+    """
+    sink = TritonSink(pb_utils, request)
+    try:
+        parsed = parse_request(
+            read_inputs(pb_utils, request), request.request_id(), limits, defaults
+        )
+    except RequestError as exc:
+        sink.send_error(str(exc), exc.code)
+        return
+    except Exception as exc:
+        logger.exception("could not read a request")
+        sink.send_error(f"could not read the request: {exc}", "INTERNAL")
+        return
+    if isinstance(parsed, StopRequest):
+        target.stop(parsed.request_id, wrap_sink(sink))
+    else:
+        target.submit(parsed, wrap_sink(sink))
+
+
+def install_log_handler(pb_utils: Any, logger_name: str) -> logging.Handler:
+    """Send the `logger_name` package's log records to Triton's log; returns the handler."""
+    handler = PbLoggerHandler(pb_utils)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger(logger_name)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return handler
+
+
+def decoupled_model_config(pb_utils: Any, args: Mapping[str, str], what: str) -> dict:
+    """The model config from `initialize` args; refuses a model that is not decoupled."""
+    model_config = json.loads(args["model_config"])
+    if not pb_utils.using_decoupled_model_transaction_policy(model_config):
+        raise ValueError(
+            f"{what} must be decoupled (model_transaction_policy {{ decoupled: true }})"
+        )
+    return model_config

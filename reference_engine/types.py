@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from preprocessing.guided_decoding import Guide
+
 # TensorRT-LLM's documented defaults (C++ runtime, SamplingConfig): top_k = 0 and
 # top_p = 0.0 together mean greedy decoding; temperature 1.0 means "no modulation".
 DEFAULT_TEMPERATURE = 1.0
@@ -76,6 +78,8 @@ class SequenceSpec:
     sampling: SamplingParams = SamplingParams()
     return_log_probs: bool = False
     exclude_input_in_output: bool = True
+    # Guided decoding: the output must follow this guide (a JSON schema, regex, ...).
+    guide: Guide | None = None
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,19 @@ def max_word_len(words: Words) -> int:
 
 def banned_next_tokens(seq: LiveSequence, bad_words: Words) -> set[int]:
     """Tokens the next step of `seq` must not produce."""
-    banned: set[int] = set()
     if not bad_words:
-        return banned
-    tail = seq.tail(max_word_len(bad_words) - 1)
+        return set()
+    return banned_after(seq.tail(max_word_len(bad_words) - 1), bad_words)
+
+
+def banned_after(tokens: Sequence[int], bad_words: Words) -> set[int]:
+    """Tokens that must not follow `tokens` (the end of prompt + generated so far)."""
+    banned: set[int] = set()
     for word in bad_words:
         prefix_len = len(word) - 1
         if prefix_len == 0:
             banned.add(word[0])
-        elif len(tail) >= prefix_len and tuple(tail[len(tail) - prefix_len :]) == word[:-1]:
+        elif len(tokens) >= prefix_len and tuple(tokens[len(tokens) - prefix_len :]) == word[:-1]:
             banned.add(word[-1])
     return banned
 
@@ -45,8 +49,12 @@ def matched_stop_word(seq: LiveSequence, stop_words: Words) -> tuple[int, ...] |
     """The stop word the sequence now ends with, or None."""
     if not stop_words:
         return None
-    tail = seq.tail(max_word_len(stop_words))
+    return stop_word_ending(seq.tail(max_word_len(stop_words)), stop_words)
+
+
+def stop_word_ending(tokens: Sequence[int], stop_words: Words) -> tuple[int, ...] | None:
+    """The stop word `tokens` (the end of prompt + generated so far) end with, or None."""
     for word in stop_words:
-        if len(tail) >= len(word) and tuple(tail[len(tail) - len(word) :]) == word:
+        if len(tokens) >= len(word) and tuple(tokens[len(tokens) - len(word) :]) == word:
             return word
     return None

@@ -15,13 +15,16 @@ def create_backend(config: EngineConfig) -> GenerationBackend:
             step_ms=config.synthetic_step_ms,
             vocab_size=config.synthetic_vocab_size,
             end_id_policy=config.synthetic_end_id,
+            tokenizer_dir=config.tokenizer_dir,
         )
     if config.generation_backend == "reference":
         from reference_engine.backends.reference import ReferenceBackend
 
         if config.model_dir is None:
             raise ValueError("model_dir: required when generation_backend is 'reference'")
-        return ReferenceBackend(config.model_dir, device=config.device)
+        return ReferenceBackend(
+            config.model_dir, device=config.device, tokenizer_dir=config.tokenizer_dir
+        )
     raise ValueError(f"generation_backend: unknown backend {config.generation_backend!r}")
 
 

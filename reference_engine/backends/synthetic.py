@@ -12,7 +12,10 @@ timed from each step's start instead, that work made every iteration longer than
 `step_ms` at high concurrency. A step after an idle engine takes `step_ms` from its own
 start. When the work between steps exceeds a step, steps follow without sleeping.
 
-Honoured: bad words (banned tokens are never drawn), min_tokens, end_id policy below.
+Honoured: bad words (banned tokens are never drawn), min_tokens, end_id policy below,
+and guided decoding: a guided sequence draws uniformly among the tokens its guide allows
+next (so benchmarks can send guided requests too; needs `tokenizer_dir`), and its guide,
+not the end_id policy, decides where end_id may come.
 Sampling parameters and penalties have no meaning without logits and are not applied.
 end_id (config synthetic_end_id, here `end_id_policy`): < 0 (default) the request's
 end_id is never drawn, so every request runs its full request_output_len (stable
@@ -27,8 +30,15 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from reference_engine.backends.base import GenerationBackend
+from reference_engine.guided import (
+    GuidedDecoder,
+    GuideState,
+    guide_ends_early,
+    raise_no_token_left,
+)
 from reference_engine.types import LiveSequence, StepOutput
 from reference_engine.words import banned_next_tokens
 
@@ -39,6 +49,7 @@ SYNTHETIC_MAX_SEQ_LEN = 1 << 20
 @dataclass
 class _SequenceState:
     rng: random.Random
+    guide: GuideState | None = None
     last_step: int | None = None  # the step this sequence last took part in
 
 
@@ -51,6 +62,7 @@ class SyntheticBackend(GenerationBackend):
         step_ms: float = 20.0,
         vocab_size: int = 32000,
         end_id_policy: int = -1,
+        tokenizer_dir: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -64,6 +76,7 @@ class SyntheticBackend(GenerationBackend):
         self._sleep = sleep
         self._clock = clock
         self._uniform_log_prob = -math.log(vocab_size)
+        self.guides = GuidedDecoder(tokenizer_dir, vocab_size)
         self._steps = 0  # steps taken so far
         self._last_step_end = 0.0
 
@@ -76,7 +89,7 @@ class SyntheticBackend(GenerationBackend):
         return SYNTHETIC_MAX_SEQ_LEN
 
     def admit(self, seq: LiveSequence) -> None:
-        seq.backend_state = _SequenceState(random.Random(seq.seed))
+        seq.backend_state = _SequenceState(random.Random(seq.seed), self.guides.start(seq.spec))
 
     def step(self, seqs: Sequence[LiveSequence]) -> list[StepOutput | Exception]:
         started = self._clock()
@@ -89,7 +102,7 @@ class SyntheticBackend(GenerationBackend):
             continuing = continuing or state.last_step == this_step - 1
             state.last_step = this_step
             try:
-                results.append(self._draw(seq, state.rng))
+                results.append(self._draw(seq))
             except Exception as exc:
                 results.append(exc)
         # The whole batch takes one step time, like one engine iteration (see the
@@ -103,20 +116,33 @@ class SyntheticBackend(GenerationBackend):
             self._last_step_end = self._clock()  # late: the grid starts again from here
         return results
 
-    def _draw(self, seq: LiveSequence, rng: random.Random) -> StepOutput:
+    def _draw(self, seq: LiveSequence) -> StepOutput:
+        state: _SequenceState = seq.backend_state
         excluded = banned_next_tokens(seq, seq.spec.bad_words)
         end_id = seq.spec.end_id
-        if end_id is not None and (
-            self._end_id_policy < 0 or len(seq.generated) < seq.sampling.min_length
-        ):
+        if end_id is not None and len(seq.generated) < seq.sampling.min_length:
+            excluded.add(end_id)
+        if state.guide is not None:
+            allowed = [t for t in state.guide.allowed_tokens() if t not in excluded]
+            if not allowed:
+                if not guide_ends_early(state.guide, end_id):
+                    raise_no_token_left()
+                allowed = [end_id]
+            token = allowed[state.rng.randrange(len(allowed))]
+            state.guide.accept(token)
+            return self._output(seq, token)
+        if end_id is not None and self._end_id_policy < 0:
             excluded.add(end_id)
         excluded = {t for t in excluded if 0 <= t < self._vocab}
         if len(excluded) >= self._vocab:
             raise RuntimeError("every token of the synthetic vocabulary is banned")
         # Rejection sampling keeps draws a pure function of the seed and the bans.
         while True:
-            token = rng.randrange(self._vocab)
+            token = state.rng.randrange(self._vocab)
             if token not in excluded:
                 break
+        return self._output(seq, token)
+
+    def _output(self, seq: LiveSequence, token: int) -> StepOutput:
         log_prob = self._uniform_log_prob if seq.spec.return_log_probs else None
         return StepOutput(token_id=token, log_prob=log_prob)

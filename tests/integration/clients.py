@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -69,3 +70,18 @@ def grpc_text(responses: list[StreamedResponse]) -> str:
 
 # Sum of a Prometheus metric's samples whose labels include the given ones.
 metric = read_metric
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> bool:
+    """Poll `condition` every 50 ms until it is true (True) or the time is up (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def engine_is_idle(server) -> bool:
+    """No sequence is active in the reference or synthetic engine of `server`."""
+    return metric(server.metrics_url, "reference_engine_active_sequences") == 0

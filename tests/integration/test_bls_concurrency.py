@@ -14,7 +14,7 @@ import pytest
 
 from bls.client import stream_generate
 from local_triton.load import timed_streams
-from tests.integration.clients import metric
+from tests.integration.clients import engine_is_idle, metric, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,19 +43,6 @@ def test_a_long_stream_does_not_hold_up_short_ones(synthetic_server):
         assert all(s.finish_reason == "length" for s in short.streams)
     finally:
         long_stream.close()  # leaving early cancels it
-
-
-def wait_for(condition, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def engine_is_idle(server) -> bool:
-    return metric(server.metrics_url, "reference_engine_active_sequences") == 0
 
 
 def test_grpc_client_that_leaves_mid_stream_ends_the_engine_request(synthetic_server):

@@ -121,7 +121,12 @@ def stop_cases(tokenizer, ids: list[int]) -> dict[str, tuple[list[str], str, str
     return {
         "three_tokens": ([three], text[: text.index(three)], three, start + 3),
         "inside_a_token": ([partial], text[: text.index(partial)], partial, inner + 1),
-        "earliest_wins": (["你好世界", "lazy"], text[: text.index("lazy")], "lazy", None),
+        "earliest_wins": (
+            ["你好世界", "lazy"],
+            text[: text.index("lazy")],
+            "lazy",
+            next(k for k in range(1, len(pieces) + 1) if "lazy" in "".join(pieces[:k])),
+        ),
     }
 
 
@@ -137,8 +142,9 @@ def test_stop_strings(reciting_server, hf, case, transport):
         "stop_words": stops,
         "return_num_output_tokens": True,
     }
-    # Every stop request the engine receives, whether or not the engine had already ended
-    # the request itself (it gets the stop words too, as stop_words_list).
+    generated_before = metric(
+        reciting_server.metrics_url, "reference_engine_generated_tokens_total"
+    )
     stops_before = metric(reciting_server.metrics_url, "reference_engine_stop_requests_total")
     if transport == "http":
         reply = http_generate(reciting_server.http_url, body)
@@ -147,23 +153,36 @@ def test_stop_strings(reciting_server, hf, case, transport):
     elif transport == "http_stream":
         events = http_generate_stream(reciting_server.http_url, {**body, "stream": True})
         text, last = stream_text(events), events[-1]
+        # Each streamed response counts the tokens it adds.
+        last["num_output_tokens"] = sum(event.get("num_output_tokens", 0) for event in events)
     else:
         responses = grpc_generate(reciting_server.grpc_url, {**body, "stream": True})
         text = grpc_text(responses)
         last = {name: responses[-1].scalar(name) for name in responses[-1].outputs}
+        last["num_output_tokens"] = sum(
+            r.scalar("num_output_tokens") or 0 for r in responses if r.outputs
+        )
     assert text == expected
     assert last["finish_reason"] == "stop"
     assert last["stop_reason"] == stop_reason
-    if counted is not None:
-        assert last["num_output_tokens"] == counted
-    # The engine was told to stop (stop=true, same request id) rather than left to run on.
+    assert last["num_output_tokens"] == counted
+    # The engine did not run on: it ended the request on its own stop words, or the BLS
+    # told it to stop (stop=true) as soon as the stop string completed. This tiny model
+    # takes a few milliseconds a step, so a few steps may pass while the stop travels;
+    # left alone it makes MAX_TOKENS.
+    assert counted + 12 < MAX_TOKENS
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        stops = metric(reciting_server.metrics_url, "reference_engine_stop_requests_total")
-        if stops > stops_before:
-            break
-        time.sleep(0.1)
-    assert stops == stops_before + 1
+    while metric(reciting_server.metrics_url, "reference_engine_active_sequences") > 0:
+        assert time.monotonic() < deadline, "the engine request is still running"
+        time.sleep(0.05)
+    generated = (
+        metric(reciting_server.metrics_url, "reference_engine_generated_tokens_total")
+        - generated_before
+    )
+    assert counted <= generated <= counted + 12
+    stops = metric(reciting_server.metrics_url, "reference_engine_stop_requests_total")
+    if generated > counted:  # the engine went on past the stop string: it was told to stop
+        assert stops == stops_before + 1
 
 
 def test_include_stop_str_in_output(reciting_server):

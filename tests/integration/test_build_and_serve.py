@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from tests.integration.test_launcher import nothing_listens_on, wait_ready
 pytestmark = pytest.mark.integration
 
 
-def serve_until_stopped(args: list[str], check) -> None:
-    """Run llm-bls-serve with `args`, run `check(url)` once ready, then SIGTERM it."""
+def serve_until_stopped(args: list[str], check) -> str:
+    """Run llm-bls-serve with `args`, run `check(url)` once ready, then SIGTERM it.
+
+    Returns what it printed."""
     http_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "local_triton.cli", *args, "--http-port", str(http_port), "--quiet"],
@@ -40,6 +43,7 @@ def serve_until_stopped(args: list[str], check) -> None:
         if process.poll() is None:
             process.kill()
     assert nothing_listens_on(http_port)
+    return output
 
 
 def test_build_with_reference_engine_then_serve_end_to_end(fixture_paths, tmp_path: Path):
@@ -100,3 +104,33 @@ def test_demo_serves_the_embedded_default(fixture_paths):
         assert reply.body["finish_reason"] == "length"
 
     serve_until_stopped(["--demo"], check)
+
+
+def test_demo_with_openai_starts_the_gateway_and_stops_it_with_the_server():
+    import openai
+
+    port = free_port()
+
+    def check(_url: str) -> None:
+        # Ready means both are up: the launcher prints its lines after the gateway's health.
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                reply = client.chat.completions.create(
+                    model="tensorrt_llm_bls",
+                    messages=[{"role": "user", "content": "Hi"}],
+                    max_tokens=4,
+                )
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline, "the gateway never answered"
+                time.sleep(0.5)
+        assert reply.choices[0].finish_reason == "length"
+        assert reply.usage.completion_tokens == 4
+
+    output = serve_until_stopped(["--demo", "--openai", "--openai-port", str(port)], check)
+    base = f"http://127.0.0.1:{port}/v1"
+    assert f"curl -s {base}/chat/completions" in output
+    assert f'OpenAI(base_url="{base}", api_key="none")' in output
+    assert nothing_listens_on(port)  # stopped with the server

@@ -83,6 +83,33 @@ def test_stateless_streaming_one_token_per_call(client, tokenizer):
     assert json.loads(state[0][0])["finished"] is True
 
 
+def test_byte_pieces_come_out_one_character_at_a_time(client, tokenizer):
+    # A family emoji spelled as its 25 byte-fallback pieces, then two pieces of an
+    # unfinished character and a word, one id per call: each character arrives with its
+    # last piece, the unfinished one as one U+FFFD as soon as the word shows it.
+    emoji = "👨\u200d👩\u200d👧\u200d👦"
+    data = emoji.encode() + "中".encode()[:2]
+    ids = [tokenizer.convert_tokens_to_ids(f"<0x{b:02X}>") for b in data]
+    ids.append(tokenizer.convert_tokens_to_ids("▁the"))
+    expected = [""] * len(ids)
+    end = 0
+    for character in emoji:
+        end += len(character.encode())
+        expected[end - 1] = character
+    expected[-1] = "\ufffd the"
+    state, deltas = [[b""]], []
+    for token_id in ids:
+        result = call(client, [[token_id]], state=state)
+        deltas.append(result.as_numpy("OUTPUT")[0, 0].decode())
+        state = result.as_numpy("DETOKENIZER_STATE").tolist()
+    assert deltas == expected
+    # The whole decode (no state) gives the same text. Hugging Face's ByteFallback
+    # decoder would show the whole run of 27 pieces as U+FFFD (the documented difference).
+    whole = call(client, [ids]).as_numpy("OUTPUT")[0, 0].decode()
+    assert whole == "".join(expected) == f"{emoji}\ufffd the"
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "\ufffd" * 27 + " the"
+
+
 def test_bad_input_is_an_invalid_arg_naming_the_field(client, tokenizer):
     ids = tokenizer.encode("hello", add_special_tokens=False)
     with pytest.raises(InferenceServerException, match="DETOKENIZER_STATE: row 0, beam 0"):

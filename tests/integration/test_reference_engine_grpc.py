@@ -135,11 +135,10 @@ def stream_client(engine_server):
 
 @pytest.fixture(scope="module")
 def hf_model(fixture_paths):
-    torch = pytest.importorskip("torch")
-    from transformers import AutoModelForCausalLM
+    pytest.importorskip("torch")
+    from reference_engine.backends.reference import load_float32_model
 
-    model = AutoModelForCausalLM.from_pretrained(str(fixture_paths.tiny_llama), dtype=torch.float32)
-    return model.eval()
+    return load_float32_model(fixture_paths.tiny_llama).eval()
 
 
 def hf_greedy(model, prompt, n) -> list[int]:

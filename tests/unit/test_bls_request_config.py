@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bls.limits import BlsLimits
+from bls.limits import BlsLimits, RequestLogSettings, ServingOptions
 from bls.request_fields import INPUT_SPECS, PARAMETER_NAMES
 from preprocessing.config import ConfigError
 
@@ -114,9 +114,41 @@ def test_parameters_hold_finished_values(config):
         "max_num_return_sequences": "8",
         "trust_remote_code": "false",
         "skip_special_tokens": "true",
+        "engine_grpc_url": "auto",
+        "max_concurrent_requests": "256",
+        "cancellation_check_period_ms": "100",
+        "response_sender_threads": "8",
+        "request_log_level": "info",
+        "request_log_text": "false",
     }
     code = [line.split("#", 1)[0] for line in CONFIG.read_text(encoding="utf-8").splitlines()]
     assert not [line for line in code if "${" in line]
+
+
+def test_serving_options_from_the_shipped_config(config):
+    parameters = {key: {"string_value": v.string_value} for key, v in config.parameters.items()}
+    assert ServingOptions.from_parameters(parameters) == ServingOptions()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_concurrent_requests", "0"),
+        ("response_sender_threads", "x"),
+        ("cancellation_check_period_ms", "-5"),
+    ],
+)
+def test_a_bad_serving_option_names_itself(name, value):
+    with pytest.raises(ConfigError, match=name):
+        ServingOptions.from_parameters({name: value})
+
+
+def test_request_log_settings():
+    assert RequestLogSettings.from_parameters({}) == RequestLogSettings("info", False)
+    settings = {"request_log_level": "Verbose", "request_log_text": "true"}
+    assert RequestLogSettings.from_parameters(settings) == RequestLogSettings("verbose", True)
+    with pytest.raises(ConfigError, match="request_log_level must be one of off, info, verbose"):
+        RequestLogSettings.from_parameters({"request_log_level": "debug"})
 
 
 def test_limits_from_the_shipped_config(config):
@@ -200,7 +232,13 @@ def test_parameters_the_bls_leaves_to_others_are_not_checked_here():
 
 def test_scalar_inputs_are_the_accepted_request_parameters():
     scalar_names = {spec.name for spec in INPUT_SPECS if spec.dims == (1,)}
-    assert scalar_names - PARAMETER_NAMES == {"text_input", "messages"}
+    # Text (the prompt, and a guide that may be a long schema) comes as a tensor only.
+    assert scalar_names - PARAMETER_NAMES == {
+        "text_input",
+        "messages",
+        "guided_decoding_guide_type",
+        "guided_decoding_guide",
+    }
     assert scalar_names >= PARAMETER_NAMES
 
 

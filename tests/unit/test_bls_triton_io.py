@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bls.triton_io import TritonEngineClient, TritonResponseSink
+from bls.triton_io import TritonResponseSink
 
 
 class FakeTritonError:
@@ -71,47 +71,43 @@ def fake_pb_utils(responses=None, raises: Exception | None = None):
     return module, sent_requests
 
 
-def test_engine_tokens_become_rows():
-    response = FakeResponse(
-        [
-            FakeTensor("output_ids", np.array([[[7, 8]]], dtype=np.int32)),
-            FakeTensor("sequence_length", np.array([[2]], dtype=np.int32)),
-            FakeTensor("batch_index", np.array([[0]], dtype=np.int32)),
-            FakeTensor("sequence_index", np.array([[1]], dtype=np.int32)),
-        ]
-    )
-    pb, sent = fake_pb_utils([response, FakeResponse()])
-    got = list(
-        TritonEngineClient(pb, "tensorrt_llm").generate("42", {"input_ids": np.zeros((1, 1))})
-    )
-    assert [row.token_ids for r in got for row in r.rows] == [(7, 8)]
-    assert got[0].rows[0].sequence_index == 1
-    assert sent[0]["request_id"] == "42" and sent[0]["model_name"] == "tensorrt_llm"
-
-
-def test_an_engine_error_keeps_its_message_and_code():
-    pb, _ = fake_pb_utils([FakeResponse(error=FakeTritonError("prompt too long", 3))])
-    (got,) = list(TritonEngineClient(pb, "tensorrt_llm").generate("1", {}))
-    assert (got.error, got.error_code, got.final) == ("prompt too long", "INVALID_ARG", True)
-
-
-def test_an_engine_that_cannot_be_called_is_reported_not_raised():
-    pb, _ = fake_pb_utils(raises=RuntimeError("Model 'tensorrt_llm' is not ready."))
-    (got,) = list(TritonEngineClient(pb, "tensorrt_llm").generate("1", {}))
-    assert got.error_code == "UNAVAILABLE"
-    assert (
-        got.error == "the call to model 'tensorrt_llm' failed: Model 'tensorrt_llm' is not ready."
-    )
-
-
 def test_a_client_that_went_away_reads_as_cancelled():
     class GoneSender:
         def send(self, *args, **kwargs):
             raise RuntimeError("Unable to send response: the stream is closed")
 
-    request = SimpleNamespace(get_response_sender=GoneSender, is_cancelled=lambda: False)
+        def is_cancelled(self) -> bool:
+            return False
+
+    request = SimpleNamespace(get_response_sender=GoneSender, requested_output_names=list)
     pb, _ = fake_pb_utils()
     sink = TritonResponseSink(pb, request)
     assert not sink.is_cancelled()
     sink.send({"text_output": np.array([[b"x"]], dtype=object)}, final=False)
     assert sink.is_cancelled()
+
+
+def test_cancellation_is_never_asked_once_final_is_sent():
+    # Triton 2.51 frees the response factory with FINAL; asking afterwards crashes it.
+    class Sender:
+        asked = 0
+
+        def send(self, *args, **kwargs):
+            pass
+
+        def is_cancelled(self) -> bool:
+            Sender.asked += 1
+            return False
+
+    pb, _ = fake_pb_utils()
+    for finish in ("send", "send_error"):
+        Sender.asked = 0
+        sink = TritonResponseSink(
+            pb, SimpleNamespace(get_response_sender=Sender, requested_output_names=list)
+        )
+        assert not sink.is_cancelled() and Sender.asked == 1
+        if finish == "send":
+            sink.send(None, final=True)
+        else:
+            sink.send_error("bad input", "INVALID_ARG")
+        assert not sink.is_cancelled() and Sender.asked == 1

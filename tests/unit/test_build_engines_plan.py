@@ -332,3 +332,21 @@ def test_launch_scripts_are_valid_shell(tmp_path: Path):
         assert result.returncode == 0, result.stderr
     assert "#SBATCH --ntasks-per-node=2" in slurm_script(2, repo, ServerPorts(), Path("/s"))
     assert "prefix${SLURM_PROCID}_" in slurm_script(2, repo, ServerPorts(), Path("/s"))
+
+
+def test_guided_decoding_writes_the_tokenizer_info_and_switches_the_backend_on():
+    plain = step(plan_build(options(), CHECKPOINT), WRITE_REPOSITORY).arguments
+    assert "tensorrt_llm.guided_decoding_backend" not in plain  # stays "" (off), as shipped
+
+    steps = plan_build(options(guided_decoding=True), CHECKPOINT)
+    names = [s.name for s in steps]
+    assert names.index("copy_tokenizer") < names.index("write_xgrammar_tokenizer_info")
+    info_path = str(Path("/out/xgrammar_tokenizer_info.json").resolve())
+    assert step(steps, "write_xgrammar_tokenizer_info").arguments["to"] == info_path
+    repo = step(steps, WRITE_REPOSITORY).arguments
+    assert repo["tensorrt_llm.guided_decoding_backend"] == "xgrammar"
+    assert repo["tensorrt_llm.xgrammar_tokenizer_info_path"] == info_path
+
+    deployed = plan_build(options(guided_decoding=True, deploy_root=Path("/srv")), CHECKPOINT)
+    repo = step(deployed, WRITE_REPOSITORY).arguments
+    assert repo["tensorrt_llm.xgrammar_tokenizer_info_path"] == "/srv/xgrammar_tokenizer_info.json"

@@ -162,6 +162,27 @@ def test_tensor_parallel_dry_run_writes_launch_scripts(checkpoint: Path, tmp_pat
     assert "--tp-size 2" in stdout
 
 
+def test_guided_decoding_dry_run_writes_the_tokenizer_info_the_engine_config_names(
+    checkpoint: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(checkpoint), "--output-dir", str(out), "--dry-run"]
+    code, _, stderr = run([*args, "--guided-decoding"], capsys)
+    assert code == 0, stderr
+    info = out / "xgrammar_tokenizer_info.json"
+    data = json.loads(info.read_text(encoding="utf-8"))
+    assert sorted(data) == ["encoded_vocab", "stop_token_ids", "tokenizer_str"]
+    params = config_parameters(parse(out / "model_repository" / "tensorrt_llm" / "config.pbtxt"))
+    assert params["guided_decoding_backend"] == "xgrammar"
+    assert params["xgrammar_tokenizer_info_path"] == str(info.resolve())
+    # Built again without the flag: the old file goes, guided decoding is off again.
+    code, _, stderr = run([*args, "--overwrite"], capsys)
+    assert code == 0, stderr
+    assert not info.exists()
+    params = config_parameters(parse(out / "model_repository" / "tensorrt_llm" / "config.pbtxt"))
+    assert params["guided_decoding_backend"] == ""
+
+
 def test_reference_engine_repository_is_servable_as_is(checkpoint: Path, tmp_path: Path, capsys):
     out = tmp_path / "out"
     code, stdout, stderr = run(

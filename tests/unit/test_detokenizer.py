@@ -1,8 +1,10 @@
 """IncrementalDetokenizer on hand-picked cases: each one a way streaming decodes go wrong.
 
-The reference is always the tokenizer's own full decode (clean-up of tokenization spaces
-off, the setting the detokenizer documents). The property tests in
-test_detokenizer_properties.py cover the same contract on generated input.
+The reference for text is the tokenizer's own full decode (clean-up of tokenization
+spaces off, the setting the detokenizer documents); for invalid UTF-8 it is
+`bytes.decode("utf-8", "replace")`, character by character as the bytes arrive. The
+property tests in test_detokenizer_properties.py cover the same contract on generated
+input.
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ import numpy as np
 import pytest
 from tokenizers.decoders import DecodeStream
 
-import postprocessing.detokenizer as detokenizer_module
+import postprocessing.window as window_module
 from offline_fixtures import ensure_fixtures
-from postprocessing import DetokenizerState, IncrementalDetokenizer, StateError, profile_for
+from postprocessing import (
+    DecodeOptions,
+    DetokenizerState,
+    IncrementalDetokenizer,
+    StateError,
+    decode_texts,
+    profile_for,
+)
 from postprocessing.state import MAX_CONTEXT_IDS, MAX_PENDING_IDS
+from postprocessing.tokenizer_profile import decode_stream_is_safe
 from preprocessing.tokenizer_loading import load_tokenizer
-
-REPLACEMENT = "\ufffd"
+from tests.unit.detokenizer_oracle import REPLACEMENT, one_id_per_byte
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +38,17 @@ def sp():
 
 
 @pytest.fixture(scope="module")
-def bpe():
+def bpe_path():
+    return ensure_fixtures().bpe_tokenizer
+
+
+@pytest.fixture(scope="module")
+def bpe(bpe_path):
     """Fixture (b): GPT-2 / Llama-3 style byte-level BPE (fast)."""
-    return load_tokenizer(ensure_fixtures().bpe_tokenizer)
+    return load_tokenizer(bpe_path)
+
+
+R = REPLACEMENT
 
 
 def full(tokenizer, ids, skip=True):
@@ -77,37 +94,105 @@ def test_no_partial_character_is_ever_returned(fixture, request):
     assert deltas.count("") > 1
 
 
-def test_finish_shows_an_unfinished_character_like_the_full_decode(sp, bpe):
+def test_finish_shows_an_unfinished_character_as_one_replacement_character(sp, bpe):
     for tokenizer in (sp, bpe):
         ids = tokenizer.encode("ok 𝔘", add_special_tokens=False)
-        # Cut inside the last character: the full decode ends in U+FFFD.
-        for cut in range(1, len(ids)):
+        # Cut inside the last character: it is unfinished, shown at finish() as ONE
+        # U+FFFD, like bytes.decode("utf-8", "replace") shows it.
+        cuts = [cut for cut in range(1, len(ids)) if full(tokenizer, ids[:cut]).endswith(R)]
+        assert len(cuts) >= 1 + (tokenizer is sp)  # 𝔘 is 4 byte pieces in sp
+        for cut in cuts:
             prefix = ids[:cut]
-            expected = full(tokenizer, prefix)
             detokenizer = IncrementalDetokenizer(tokenizer)
-            streamed = detokenizer.push(prefix)
-            assert not streamed.endswith(REPLACEMENT)
-            assert streamed + detokenizer.finish() == expected
-        assert full(tokenizer, ids[:-1]).endswith(REPLACEMENT)
+            assert detokenizer.push(prefix) == "ok "
+            assert detokenizer.finish() == REPLACEMENT
+            assert decode_texts(tokenizer, [prefix], DecodeOptions())[0] == f"ok {REPLACEMENT}"
+    # The byte-level decode agrees; Hugging Face's ByteFallback decoder shows one U+FFFD
+    # per byte piece of the run (the documented difference).
+    assert full(bpe, bpe.encode("ok 𝔘", add_special_tokens=False)[:-1]) == f"ok {REPLACEMENT}"
+    pieces = sp.encode("ok 𝔘", add_special_tokens=False)[:-1]
+    assert full(sp, pieces) == f"ok {REPLACEMENT * 3}"
 
 
-def test_a_later_byte_that_invalidates_a_run_changes_nothing_already_returned(sp):
-    # ByteFallback decodes a run of byte pieces as one unit: <0x41> alone is "A", but
-    # followed by <0xE4> (an unfinished character) and a word, the whole run is U+FFFD.
+def test_a_run_with_an_invalid_byte_keeps_its_complete_characters(sp):
+    # Hugging Face's ByteFallback decodes a run of byte pieces as one unit: <0x41> alone
+    # is "A", but followed by <0xE4> (which the next word leaves unfinished) the whole
+    # run is U+FFFD. Here "A" is final as soon as it is complete, and only <0xE4> is.
     the = sp.convert_tokens_to_ids("▁the")
     ids = [the, byte_piece(sp, 0x41), byte_piece(sp, 0xE4), the]
     assert full(sp, ids[:2]) == "theA"
     assert full(sp, ids) == f"the{REPLACEMENT * 2} the"
-    # DecodeStream alone returns "A" and then fails on the next word.
+    assert one_by_one(sp, ids) == ["the", "A", "", f"{REPLACEMENT} the", ""]
+    # The non-streaming path follows the same rule.
+    assert decode_texts(sp, [ids], DecodeOptions()) == [f"theA{REPLACEMENT} the"]
+    # DecodeStream alone returns "A", then fails on the next word: a stream must not be
+    # given byte pieces one by one.
     stream = DecodeStream(skip_special_tokens=True)
     returned = [stream.step(sp._tokenizer, i) for i in ids[:3]]
     assert returned == ["the", "A", None]
     with pytest.raises(Exception, match="Invalid prefix"):
         stream.step(sp._tokenizer, ids[3])
-    deltas = one_by_one(sp, ids)
-    assert deltas == ["the", "", "", f"{REPLACEMENT * 2} the", ""]
 
 
+def test_decode_texts_keeps_the_order_of_a_batch_with_invalid_runs(sp):
+    the = sp.convert_tokens_to_ids("▁the")
+    sequences = [
+        sp.encode("Hello 今天 ꙮ", add_special_tokens=True),
+        [the, byte_piece(sp, 0x41), byte_piece(sp, 0xE4), the],  # the slow path
+        [],
+        sp.encode("ok 𝔘", add_special_tokens=False)[:-1],  # unfinished at the end
+        sp.encode("done", add_special_tokens=False),
+    ]
+    for skip in (True, False):
+        streamed = ["".join(one_by_one(sp, ids, skip)) for ids in sequences]
+        options = DecodeOptions(skip_special_tokens=skip)
+        assert decode_texts(sp, sequences, options) == streamed
+    assert streamed[1:] == [f"theA{R} the", "", f"ok {R}", "done"]
+
+
+@pytest.mark.parametrize("fixture", ["sp", "bpe"])
+def test_a_family_emoji_of_25_bytes_streams_character_by_character(fixture, request):
+    # One id per byte (byte-fallback pieces; byte-level one-byte tokens), the way a
+    # Mistral-style tokenizer spells this emoji. Each of its 7 characters (4 people, 3
+    # zero-width joiners) comes out with its last byte: never more than 3 silent ids.
+    tokenizer = request.getfixturevalue(fixture)
+    emoji = "👨\u200d👩\u200d👧\u200d👦"
+    data = emoji.encode()
+    assert len(data) == 25
+    byte_ids = one_id_per_byte(tokenizer)
+    deltas = one_by_one(tokenizer, [byte_ids[b] for b in data])
+    expected = []
+    for character in emoji:
+        expected += [""] * (len(character.encode()) - 1) + [character]
+    assert deltas == [*expected, ""]
+
+
+@pytest.mark.parametrize("fixture", ["sp", "bpe"])
+@pytest.mark.parametrize(
+    ("data", "deltas"),
+    [
+        (b"\x80A", [R, "A"]),  # a stray continuation byte: invalid at once
+        (b"\xc0\xaf", [R, R]),  # C0 never starts a character
+        (b"\xe4\xb8A", ["", "", f"{R}A"]),  # truncated: one U+FFFD for both bytes
+        (b"\xe4\xb8\xe4\xb8\xad", ["", "", R, "", "中"]),
+        (b"\xed\xa0\x80", ["", R * 2, R]),  # a surrogate: ED is invalid before A0
+        (b"\xf0\x9f\x91", ["", "", "", R]),  # unfinished at the end: one U+FFFD
+    ],
+)
+def test_invalid_bytes_become_replacement_characters_as_soon_as_known(
+    fixture, data, deltas, request
+):
+    tokenizer = request.getfixturevalue(fixture)
+    byte_ids = one_id_per_byte(tokenizer)
+    ids = [byte_ids[b] for b in data]
+    assert one_by_one(tokenizer, ids) == [*deltas[: len(ids)], "".join(deltas[len(ids) :])]
+    assert "".join(deltas) == data.decode("utf-8", "replace")
+    assert decode_texts(tokenizer, [ids], DecodeOptions()) == [data.decode("utf-8", "replace")]
+
+
+@pytest.mark.skipif(
+    not decode_stream_is_safe(), reason="this tokenizers' DecodeStream is not used (it panics)"
+)
 def test_decode_stream_failure_is_caught_and_decoding_continues_exactly(sp, monkeypatch):
     """On real models DecodeStream raises "Invalid prefix encountered while decoding
     stream" on some id sequences (vLLM issue 17448). Inject that failure at every
@@ -128,7 +213,7 @@ def test_decode_stream_failure_is_caught_and_decoding_continues_exactly(sp, monk
                 raise Exception("Invalid prefix encountered while decoding stream")
             return result
 
-    monkeypatch.setattr(detokenizer_module, "DecodeStream", FailingStream)
+    monkeypatch.setattr(window_module, "DecodeStream", FailingStream)
     assert "".join(one_by_one(sp, ids)) == expected
     # Byte pieces and skipped special tokens bypass the stream: it sees fewer steps.
     stream_steps = steps["count"]
@@ -192,7 +277,7 @@ def test_a_tokenizer_class_that_overrides_decode_is_followed_not_bypassed(sp):
     shouting = Shouting.from_pretrained(ensure_fixtures().sentencepiece_tokenizer)
     # Its decode is not the Rust decode any more: neither DecodeStream nor the Rust
     # tokenizer may be used behind its back.
-    assert profile_for(sp).supports_decode_stream
+    assert profile_for(sp).supports_decode_stream is decode_stream_is_safe()
     assert not profile_for(shouting).supports_decode_stream
     assert profile_for(shouting).rust is None
     ids = shouting.encode("Hello 今天 ꙮ wörld", add_special_tokens=True)
@@ -223,17 +308,41 @@ def test_misuse_is_refused(sp):
         detokenizer.push([5])
 
 
-def test_an_endless_run_of_held_back_ids_stays_bounded(sp):
-    # A model stuck on byte pieces: the run never ends, so text could be held forever.
-    # The detokenizer emits after MAX_PENDING_IDS ids rather than grow its window.
-    a = byte_piece(sp, 0x41)
-    detokenizer = IncrementalDetokenizer(sp)
+def test_an_endless_run_of_byte_pieces_is_never_held(sp, bpe):
+    # A model stuck on byte pieces: the run never ends. Each character is returned with
+    # its last byte all the same, and the state stays small.
+    repeats = 5 * MAX_PENDING_IDS
+    for tokenizer in (sp, bpe):
+        byte_ids = one_id_per_byte(tokenizer)
+        for data, deltas in (
+            (b"A", ["A"] * repeats + [""]),
+            ("中".encode(), ["", "", "中"] * repeats + [""]),
+            # A lead byte alone: the next one shows it invalid; finish() the last.
+            (b"\xe4", ["", *[R] * (repeats - 1), R]),
+        ):
+            detokenizer = IncrementalDetokenizer(tokenizer)
+            returned = []
+            for token_id in [byte_ids[b] for b in data] * repeats:
+                returned.append(detokenizer.push([token_id]))
+                assert len(detokenizer.state().pending_ids) <= 3  # one unfinished character
+            assert [*returned, detokenizer.finish()] == deltas
+
+
+def test_text_held_without_end_is_bounded_all_the_same(bpe_path):
+    # A tokenizer followed through its decode alone (one whose bytes are not known)
+    # holds text whose decode ends in U+FFFD; a model repeating a byte that starts a
+    # character would make that forever. The detokenizer emits after a bound instead
+    # of growing its window.
+    tokenizer = load_tokenizer(bpe_path)  # a fresh object, so a profile of its own
+    profile_for(tokenizer).byte_level = None
+    lead = one_id_per_byte(tokenizer)[0xE4]
+    detokenizer = IncrementalDetokenizer(tokenizer)
     deltas = []
     for _ in range(5 * MAX_PENDING_IDS):
-        deltas.append(detokenizer.push([a]))
+        deltas.append(detokenizer.push([lead]))
         assert len(detokenizer.state().pending_ids) < MAX_PENDING_IDS
     deltas.append(detokenizer.finish())
-    assert "".join(deltas) == "A" * (5 * MAX_PENDING_IDS)
+    assert "".join(deltas) == R * (5 * MAX_PENDING_IDS)
     assert sum(1 for d in deltas if d) >= 5
 
 
@@ -313,6 +422,9 @@ def test_malformed_state_json_is_refused(text, message):
         ({"finished": "no"}, "finished must be true or false"),
         ({"vocab_size": -1}, "vocab_size"),
         ({"version": 99}, "version 99 is not supported"),
+        # Version 1 pending ids returned none of their text: replaying them would lose it.
+        ({"version": 1}, "version 1 is not supported"),
+        ({"finished": True, "pending_ids": [5]}, "finished state holds no pending_ids"),
     ],
 )
 def test_invalid_state_fields_are_refused(change, message):

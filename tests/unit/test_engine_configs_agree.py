@@ -43,6 +43,8 @@ def test_the_bls_sends_only_inputs_the_engine_declares():
             "num_return_sequences": np.array([[2]], dtype=np.int32),
             "return_log_probs": np.array([[True]], dtype=bool),
             "lora_task_id": np.array([[1]], dtype=np.uint64),
+            "guided_decoding_guide_type": np.array([[b"regex"]], dtype=object),
+            "guided_decoding_guide": np.array([[b"[a-z]+"]], dtype=object),
         },
         {},
         BlsLimits(),
@@ -61,3 +63,4 @@ def test_the_bls_sends_only_inputs_the_engine_declares():
         spec = declared[name]
         assert len(value.shape) == len(spec.dims) + 1, name  # + the batch dimension
     assert {"seed", "min_tokens", "num_return_sequences", "return_log_probs"} <= set(sent)
+    assert {"guided_decoding_guide_type", "guided_decoding_guide"} <= set(sent)

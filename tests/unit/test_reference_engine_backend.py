@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from preprocessing.word_lists import encode_word_list
-from reference_engine.backends.reference import ReferenceBackend
+from reference_engine.backends.reference import ReferenceBackend, load_float32_model
 from reference_engine.contract import EngineLimits, parse_request
 from reference_engine.scheduler import Scheduler
 from reference_engine.testing import RecordingSink
@@ -38,9 +38,7 @@ def backend(model_dir):
 
 @pytest.fixture(scope="module")
 def hf_model(model_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    return load_float32_model(model_dir).eval()
 
 
 def hf_greedy(model, prompt, n, **kwargs) -> list[int]:

@@ -1,11 +1,20 @@
 """The reference engine's contract adapter: request tensors -> typed requests, and
-typed results -> response tensors, with TensorRT-LLM's names, shapes and semantics."""
+typed results -> response tensors, with TensorRT-LLM's names, shapes and semantics.
+
+The parsing tests run for both engines that use this adapter: the reference engine and
+the LLM-API model, whose requests must also map to tensorrt_llm.SamplingParams keyword
+arguments (llm_api_engine.sampling) for every input the adapter accepts."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
+from llm_api_engine.release import SAMPLING_PARAMS_FIELDS
+from llm_api_engine.sampling import generation_call
+from llm_api_engine.triton_glue import ENGINE_NAME as LLM_API_ENGINE_NAME
 from preprocessing.errors import RequestError
 from reference_engine.config import EngineConfig, parameters_from_model_config
 from reference_engine.contract import (
@@ -33,8 +42,26 @@ def base_inputs(**extra) -> dict[str, np.ndarray]:
 DEFAULTS = ContractDefaults()
 
 
-def parse(inputs, request_id="req-1", limits=LIMITS, defaults=DEFAULTS):
-    return parse_request(inputs, request_id, limits, defaults)
+def parser_for(engine: str):
+    """`parse(inputs, ...)` as the given engine's model does it."""
+
+    def parse(inputs, request_id="req-1", limits=LIMITS, defaults=DEFAULTS):
+        if engine == "llm_api":
+            limits = dataclasses.replace(limits, engine_name=LLM_API_ENGINE_NAME)
+        parsed = parse_request(inputs, request_id, limits, defaults)
+        if engine == "llm_api" and isinstance(parsed, GenerationRequest):
+            for spec in parsed.sequences:
+                call = generation_call(spec, seed=spec.sequence_index)
+                assert call.prompt_token_ids == spec.prompt
+                assert set(call.sampling_params) <= SAMPLING_PARAMS_FIELDS
+        return parsed
+
+    return parse
+
+
+@pytest.fixture(params=["reference", "llm_api"])
+def parse(request):
+    return parser_for(request.param)
 
 
 def word_list(words: list[list[int]], width: int | None = None) -> np.ndarray:
@@ -49,7 +76,7 @@ def word_list(words: list[list[int]], width: int | None = None) -> np.ndarray:
 # --- parsing ---------------------------------------------------------------------------
 
 
-def test_minimal_request_gets_tensorrt_llm_defaults():
+def test_minimal_request_gets_tensorrt_llm_defaults(parse):
     parsed = parse(base_inputs())
     assert isinstance(parsed, GenerationRequest)
     assert parsed.request_id == "req-1"
@@ -65,7 +92,7 @@ def test_minimal_request_gets_tensorrt_llm_defaults():
     assert spec.return_log_probs is False
 
 
-def test_scalars_accepted_as_b_or_b_by_1():
+def test_scalars_accepted_as_b_or_b_by_1(parse):
     a = parse(base_inputs(temperature=np.array([0.5], np.float32), runtime_top_k=i32([[7]])))
     b = parse(base_inputs(temperature=np.array([[0.5]], np.float32), runtime_top_k=i32([7])))
     assert a.sequences[0].sampling == b.sequences[0].sampling
@@ -73,7 +100,7 @@ def test_scalars_accepted_as_b_or_b_by_1():
     assert not a.sequences[0].sampling.greedy
 
 
-def test_ragged_prompts_use_input_lengths_and_make_one_sequence_per_prompt_and_sample():
+def test_ragged_prompts_use_input_lengths_and_make_one_sequence_per_prompt_and_sample(parse):
     inputs = {
         "input_ids": i32([[1, 2, 3, 4], [9, 8, 0, 0]]),
         "input_lengths": i32([[4], [2]]),
@@ -93,7 +120,7 @@ def test_ragged_prompts_use_input_lengths_and_make_one_sequence_per_prompt_and_s
     ]
 
 
-def test_word_lists_are_decoded_per_prompt():
+def test_word_lists_are_decoded_per_prompt(parse):
     stop = np.stack([word_list([[5, 6], [7]], width=4), word_list([[9]], width=4)])
     bad = np.stack([word_list([], width=3), word_list([[11, 12, 13]], width=3)])
     inputs = {
@@ -109,7 +136,7 @@ def test_word_lists_are_decoded_per_prompt():
     assert parsed.sequences[1].bad_words == ((11, 12, 13),)
 
 
-def test_request_exclude_input_in_output_overrides_model_default():
+def test_request_exclude_input_in_output_overrides_model_default(parse):
     parsed = parse(
         base_inputs(exclude_input_in_output=np.array([[False]])),
         defaults=ContractDefaults(exclude_input_in_output=True),
@@ -119,7 +146,7 @@ def test_request_exclude_input_in_output_overrides_model_default():
     assert parsed.sequences[0].exclude_input_in_output is False
 
 
-def test_stop_request_needs_request_id():
+def test_stop_request_needs_request_id(parse):
     stop_inputs = {
         "input_ids": i32([[0]]),
         "input_lengths": i32([[0]]),
@@ -132,7 +159,7 @@ def test_stop_request_needs_request_id():
     assert err.value.field == "stop"
 
 
-def test_embedding_bias_rows():
+def test_embedding_bias_rows(parse):
     bias = np.zeros((1, 100), np.float32)
     bias[0, 3] = 2.5
     spec = parse(base_inputs(embedding_bias=bias)).sequences[0]
@@ -150,7 +177,7 @@ def test_embedding_bias_rows():
     )
 
 
-def test_seed_uint64_full_range():
+def test_seed_uint64_full_range(parse):
     seed = np.array([[2**64 - 1]], dtype=np.uint64)
     spec = parse(base_inputs(seed=seed, runtime_top_k=i32([[5]]))).sequences[0]
     assert spec.sampling.seed == 2**64 - 1
@@ -213,10 +240,31 @@ def test_seed_uint64_full_range():
             "prompt tuning",
         ),
         (
-            {"guided_decoding_guide_type": np.array([[b"json"]], dtype=object)},
+            {"guided_decoding_guide_type": np.array([[b"yaml"]], dtype=object)},
             "guided_decoding_guide_type",
-            "UNSUPPORTED",
-            "guided",
+            "INVALID_ARG",
+            "json, json_schema, regex, ebnf_grammar",
+        ),
+        (
+            {"guided_decoding_guide": np.array([[b"[a-z]+"]], dtype=object)},
+            "guided_decoding_guide_type",
+            "INVALID_ARG",
+            "is required with guided_decoding_guide",
+        ),
+        (
+            {
+                "guided_decoding_guide_type": np.array([[b"regex"]], dtype=object),
+                "guided_decoding_guide": np.array([[b"[a-z"]], dtype=object),
+            },
+            "guided_decoding_guide",
+            "INVALID_ARG",
+            "not a valid regular expression",
+        ),
+        (
+            {"guided_decoding_guide_type": np.array([[1]], np.int32)},
+            "guided_decoding_guide_type",
+            "INVALID_ARG",
+            "dtype",
         ),
         (
             {"return_generation_logits": np.array([[True]])},
@@ -228,7 +276,7 @@ def test_seed_uint64_full_range():
         ({"temperature": i32([[1]])}, "temperature", "INVALID_ARG", "dtype"),
     ],
 )
-def test_refusals_name_the_field_and_the_limit(extra, field, code, needle):
+def test_refusals_name_the_field_and_the_limit(extra, field, code, needle, parse):
     with pytest.raises(RequestError) as err:
         parse(base_inputs(**extra))
     assert err.value.field == field
@@ -236,7 +284,7 @@ def test_refusals_name_the_field_and_the_limit(extra, field, code, needle):
     assert needle in str(err.value)
 
 
-def test_false_logits_flags_and_beam_only_inputs_are_accepted():
+def test_false_logits_flags_and_beam_only_inputs_are_accepted(parse):
     parsed = parse(
         base_inputs(
             return_context_logits=np.array([[False]]),
@@ -249,7 +297,7 @@ def test_false_logits_flags_and_beam_only_inputs_are_accepted():
     assert len(parsed.sequences) == 1
 
 
-def test_streaming_must_agree_across_prompts():
+def test_streaming_must_agree_across_prompts(parse):
     inputs = {
         "input_ids": i32([[1], [2]]),
         "request_output_len": i32([[1], [1]]),

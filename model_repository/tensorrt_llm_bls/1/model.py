@@ -1,13 +1,13 @@
-"""tensorrt_llm_bls: the model clients call. Thin: Triton tensors in, bls.RequestHandler out.
+"""tensorrt_llm_bls: the model clients call. Thin: Triton tensors in, `bls.BlsServer` out.
 
-execute() hands each request to a worker thread and returns at once (decoupled mode), so
-one instance serves many requests concurrently and a long stream holds up no one.
+execute() hands each request to the server and returns at once (decoupled mode); the
+server answers every request on its own threads (see bls/server.py), many at a time, and
+calls the engine model over the server's own gRPC endpoint (see bls/engine_grpc.py).
 """
 
 import json
 import logging
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 try:
@@ -17,9 +17,13 @@ except ImportError:  # a checkout handed straight to tritonserver, not pip-insta
 
 import triton_python_backend_utils as pb_utils
 
-from bls.limits import BLS_PARAMETERS, BlsLimits
-from bls.orchestrator import RequestHandler
-from bls.triton_io import TritonEngineClient, TritonLogHandler, TritonResponseSink
+from bls.engine_grpc import GrpcEngineClient, resolve_engine_url
+from bls.limits import BLS_PARAMETERS, BlsLimits, RequestLogSettings, ServingOptions
+from bls.metrics import METRICS, RequestReporter
+from bls.server import BlsServer
+from bls.triton_io import TritonLogHandler, TritonMetricsExporter, TritonResponseSink
+from bls.validation import RequestValidator
+from postprocessing.detokenizer import IncrementalDetokenizer
 from preprocessing.config import (
     PreprocessingSettings,
     check_known_parameters,
@@ -27,9 +31,6 @@ from preprocessing.config import (
 )
 from preprocessing.encoding import PromptEncoder
 from preprocessing.tokenizer_loading import load_tokenizer
-
-# Requests served at once by this instance; more wait in the pool's queue (never dropped).
-MAX_CONCURRENT_REQUESTS = 256
 
 
 class TritonPythonModel:
@@ -42,36 +43,54 @@ class TritonPythonModel:
 
         settings = PreprocessingSettings.from_parameters(parameters)
         tokenizer = load_tokenizer(settings.tokenizer_dir, settings.trust_remote_code)
-        self.handler = RequestHandler(
-            tokenizer=tokenizer,
-            encoder=PromptEncoder(tokenizer, settings.limits, settings.add_special_tokens),
-            limits=BlsLimits.from_parameters(
-                parameters, max_batch_size=int(config.get("max_batch_size", 1)) or 1
-            ),
-            engine=TritonEngineClient(
-                pb_utils, parameters.get("tensorrt_llm_model_name", "tensorrt_llm")
-            ),
+        limits = BlsLimits.from_parameters(
+            parameters, max_batch_size=int(config.get("max_batch_size", 1)) or 1
         )
-        self.pool = ThreadPoolExecutor(
-            max_workers=MAX_CONCURRENT_REQUESTS, thread_name_prefix="bls-request"
+        options = ServingOptions.from_parameters(parameters)
+        log_settings = RequestLogSettings.from_parameters(parameters)
+        self.server = None
+        self.reporter = RequestReporter(
+            TritonMetricsExporter(pb_utils, METRICS),
+            labels={"model": args.get("model_name", "tensorrt_llm_bls")},
+            gauges=lambda: (
+                (self.server.admission.active_count, self.server.admission.waiting_count)
+                if self.server is not None
+                else (0, 0)
+            ),
+            log={
+                "off": None,
+                "info": pb_utils.Logger.log_info,
+                "verbose": pb_utils.Logger.log_verbose,
+            }[log_settings.level],
+        )
+        engine_url = resolve_engine_url(parameters.get("engine_grpc_url", "auto"))
+        engine_model = parameters.get("tensorrt_llm_model_name", "tensorrt_llm")
+        logging.getLogger("bls").info(
+            "tensorrt_llm_bls: calling %s at %s (gRPC)", engine_model, engine_url
+        )
+        self.server = BlsServer(
+            validator=RequestValidator(
+                PromptEncoder(tokenizer, settings.limits, settings.add_special_tokens), limits
+            ),
+            engine=lambda loop: GrpcEngineClient(engine_url, engine_model, loop.event_loop),
+            new_detokenizer=lambda request: IncrementalDetokenizer(
+                tokenizer, skip_special_tokens=request.skip_special_tokens
+            ),
+            options=options,
+            reporter=self.reporter,
+            log_text=log_settings.text,
         )
 
     def execute(self, requests):
         for request in requests:
-            inputs = {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
-            parameters = json.loads(request.parameters() or "{}")
-            sink = TritonResponseSink(pb_utils, request)
-            self.pool.submit(self.handler.handle, inputs, parameters, sink).add_done_callback(
-                _log_unexpected_failure
+            self.server.submit(
+                {tensor.name(): tensor.as_numpy() for tensor in request.inputs()},
+                json.loads(request.parameters() or "{}"),
+                TritonResponseSink(pb_utils, request),
+                request.request_id(),
             )
         return None
 
     def finalize(self):
-        self.pool.shutdown(wait=True)
-
-
-def _log_unexpected_failure(future) -> None:
-    # handle() answers every request itself and never raises; if it ever does, say so.
-    error = future.exception()
-    if error is not None:
-        pb_utils.Logger.log_error(f"tensorrt_llm_bls: a request handler failed: {error!r}")
+        self.server.close()
+        self.reporter.close()
