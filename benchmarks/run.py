@@ -151,6 +151,8 @@ async def run_cell(
         if timing.warmup_requests is None:
             await asyncio.sleep(timing.warmup_s)
             return
+        if timing.warmup_requests == 0:
+            return
         try:
             await asyncio.wait_for(warmed_up.wait(), timing.warmup_timeout_s)
         except asyncio.TimeoutError:

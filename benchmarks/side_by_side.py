@@ -25,7 +25,7 @@ from benchmarks.stats import Distribution
 from benchmarks.targets import BLS_MODEL, ENGINE_MODEL, BlsTarget, EngineTarget, Target
 from benchmarks.workload import Lengths, Workload
 from local_triton.server import TritonServer, read_metric
-from local_triton.staging import StagingPlan
+from local_triton.staging import StagingPlan, staged_server, synthetic_plan
 
 ACTIVE_SEQUENCES = "reference_engine_active_sequences"
 # One observation per engine iteration: its count over the window gives steps per
@@ -51,8 +51,6 @@ class SideBySideConfig:
     progress: bool = True
 
     def staging_plan(self, fixture_paths) -> StagingPlan:
-        from local_triton.testing import synthetic_plan
-
         plan = synthetic_plan(
             fixture_paths, self.step_ms, only=frozenset({ENGINE_MODEL, BLS_MODEL})
         )
@@ -268,7 +266,6 @@ def _token_warnings(cell: CellResult, expected: int) -> list[str]:
 
 def run_side_by_side(config: SideBySideConfig) -> SideBySideResult:
     """Stage and start the server, measure, stop it."""
-    from local_triton.testing import staged_server
     from offline_fixtures import ensure_fixtures
 
     plan = config.staging_plan(ensure_fixtures())

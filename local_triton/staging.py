@@ -1,5 +1,8 @@
 """Stage a model repository for a local server: same models, local paths, chosen engine.
 
+`staged_server` stages a plan into a scratch directory and serves it (the tests and the
+benchmarks use it); `synthetic_plan` is the pipeline over the synthetic engine.
+
 The shipped `model_repository/` is the production one (its `tensorrt_llm` is the C++
 backend). Staging writes a fresh directory whose configs point at local tokenizer and
 model paths and, on request, puts the reference engine in place of `tensorrt_llm`.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -24,6 +29,7 @@ from local_triton.model_config import (
     set_instance_count,
     set_parameters,
 )
+from local_triton.server import ServerOptions, TritonServer
 
 ENGINE_MODEL = "tensorrt_llm"
 
@@ -153,3 +159,32 @@ def stage_repository(plan: StagingPlan, destination: Path) -> Path:
 
 def remove_staged(destination: Path) -> None:
     shutil.rmtree(destination, ignore_errors=True)
+
+
+def synthetic_plan(
+    fixture_paths, step_ms: float, only: frozenset[str] | None = None
+) -> StagingPlan:
+    """The pipeline with the synthetic engine (tokens at a fixed pace, no model)."""
+    return StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.SYNTHETIC,
+        model_dir=fixture_paths.tiny_llama,
+        tokenizer_dir=fixture_paths.tiny_llama,
+        overrides={
+            "tensorrt_llm": {
+                "synthetic_step_ms": str(step_ms),
+                # The C++ backend's default; the BLS stops what it abandons explicitly.
+                "cancellation_check_period_ms": "100",
+            }
+        },
+        only=only,
+    )
+
+
+@contextmanager
+def staged_server(plan: StagingPlan, **options: object) -> Iterator[TritonServer]:
+    """Stage `plan` into a scratch directory and serve it until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="llm-bls-test-") as scratch:
+        repository = stage_repository(plan, Path(scratch) / "model_repository")
+        with TritonServer(ServerOptions(model_repository=repository, **options)) as server:  # type: ignore[arg-type]
+            yield server

@@ -53,8 +53,8 @@ def test_side_by_side_and_run_at_concurrency_2(fixture_paths, tmp_path):
                 "1,2",
                 "--duration",
                 "1",
-                "--warmup",
-                "0.3",
+                "--warmup-requests",  # the other warm-up: a count of completed requests
+                "2",
                 "--output-len",
                 "4",
                 "--output-dir",
