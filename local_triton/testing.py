@@ -6,6 +6,7 @@ Register with `pytest_plugins = ["local_triton.testing"]` in a conftest.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +20,18 @@ from local_triton.staging import (
     synthetic_plan,
 )
 
-# staged_server and synthetic_plan live in local_triton.staging (the benchmarks use them
-# without pytest); they are imported here for the fixtures and the tests.
-__all__ = ["staged_server", "synthetic_plan"]
+# staged_server and synthetic_plan live in local_triton.staging, where the benchmarks
+# use them without pytest; the tests import them from here or from there.
+
+
+def pipeline_plan(checkpoint: Path) -> StagingPlan:
+    """The whole pipeline with the reference engine on `checkpoint` (and its tokenizer)."""
+    return StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.REFERENCE,
+        model_dir=checkpoint,
+        tokenizer_dir=checkpoint,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -47,26 +57,14 @@ def engine_server(fixture_paths) -> Iterator[TritonServer]:
 @pytest.fixture(scope="session")
 def triton_server(fixture_paths) -> Iterator[TritonServer]:
     """The whole pipeline (model_repository/) with the reference engine on the tiny Llama."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.tiny_llama,
-        tokenizer_dir=fixture_paths.tiny_llama,
-    )
-    with staged_server(plan) as server:
+    with staged_server(pipeline_plan(fixture_paths.tiny_llama)) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def reciting_server(fixture_paths) -> Iterator[TritonServer]:
     """The whole pipeline with the reference engine on the Llama that recites real text."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.reciting_llama,
-        tokenizer_dir=fixture_paths.reciting_llama,
-    )
-    with staged_server(plan) as server:
+    with staged_server(pipeline_plan(fixture_paths.reciting_llama)) as server:
         yield server
 
 

@@ -12,7 +12,7 @@ from benchmarks.report import side_by_side_chart, write_json
 from benchmarks.side_by_side import SideBySideConfig, format_table, measure
 from benchmarks.targets import prompt_text
 from bls.client import stream_generate
-from local_triton.testing import staged_server
+from local_triton.staging import staged_server
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bls.client import stream_generate
-from local_triton.staging import EngineKind, StagingPlan, default_model_repository
-from local_triton.testing import staged_server
+from local_triton.testing import pipeline_plan, staged_server
 from offline_fixtures.reciting_llama import RECITALS
 from tests.integration.clients import (
     engine_is_idle,
@@ -23,13 +22,7 @@ FOX = RECITALS[0]
 @pytest.fixture(scope="module")
 def server(fixture_paths):
     """A server of its own: the counters start at zero."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.reciting_llama,
-        tokenizer_dir=fixture_paths.reciting_llama,
-    )
-    with staged_server(plan) as running:
+    with staged_server(pipeline_plan(fixture_paths.reciting_llama)) as running:
         yield running
 
 
@@ -57,9 +50,11 @@ def test_known_requests_give_exact_counts(server, fixture_paths):
     assert cut.status == 200 and cut.body["finish_reason"] == "length"
     refused = http_generate(server.http_url, {"text_input": FOX.prompt, "max_tokens": 0})
     assert refused.status == 400
-    # A client that leaves after its first token.
+    # A client that leaves after its first token (min_tokens keeps the model from ending
+    # the text itself before the cancellation lands).
     stream = stream_generate(
-        server.grpc_url, {"text_input": FOX.prompt, "max_tokens": 1000, "stream": True}
+        server.grpc_url,
+        {"text_input": FOX.prompt, "max_tokens": 1000, "min_tokens": 1000, "stream": True},
     )
     next(stream)
     stream.close()
