@@ -102,10 +102,5 @@ def test_side_by_side_and_run_at_concurrency_2(fixture_paths, tmp_path):
 
     # The BLS's num_output_tokens is per response (the tokens each response adds), so
     # its sum over a stream is the requested length, read by either client.
-    if bls_counts[-1] == OUTPUT_LEN and sum(bls_counts) > OUTPUT_LEN:
-        pytest.xfail(
-            f"this BLS reports num_output_tokens cumulatively ({bls_counts}); "
-            "the bench counts it per response, as issue 8 defines it"
-        )
-    assert sum(bls_counts) == OUTPUT_LEN
+    assert sum(bls_counts) == OUTPUT_LEN, bls_counts
     assert bls_cell["tokens_per_request_min"] == bls_cell["tokens_per_request_max"] == OUTPUT_LEN
