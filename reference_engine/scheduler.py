@@ -83,6 +83,7 @@ class Scheduler:
         cancellation_check_period_ms: float = 0.0,
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        before_step: Callable[[int], object] | None = None,
     ) -> None:
         if max_active_sequences < 1:
             raise ValueError(f"max_active_sequences must be >= 1, got {max_active_sequences}")
@@ -93,6 +94,9 @@ class Scheduler:
         self._check_period_s = cancellation_check_period_ms / 1000.0
         self._metrics: EngineMetrics = metrics or NullMetrics()
         self._clock = clock
+        # Called with the batch size before each step: lets responses of the previous
+        # steps leave first (in Triton: wait while the sender threads are behind).
+        self._before_step = before_step
 
         self._cond = threading.Condition()
         self._inbox: deque[_Submit | _Stop] = deque()
@@ -309,6 +313,8 @@ class Scheduler:
 
     def _step(self) -> None:
         batch = list(self._active)
+        if self._before_step is not None:
+            self._before_step(len(batch))
         self._metrics.observe_batch_size(len(batch))
         try:
             results: list[StepOutput | Exception] = self.backend.step([s.live for s in batch])

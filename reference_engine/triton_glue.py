@@ -199,6 +199,8 @@ class TritonEngineModel:
             random_seed=self.config.random_seed,
             cancellation_check_period_ms=self.config.cancellation_check_period_ms,
             metrics=TritonMetrics(pb_utils, model_name),
+            # At most one step's responses waiting to be sent when a step starts.
+            before_step=self._delivery.wait_for_backlog,
         )
         self.scheduler.start()
         logger.info(
