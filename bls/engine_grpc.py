@@ -1,4 +1,4 @@
-"""The engine model, called through Triton's own gRPC endpoint: one stream, every request.
+"""The engine model, called through Triton's own gRPC endpoint: one stream per engine request.
 
 Why not Python-backend BLS calls (`InferenceRequest.exec(decoupled=True)`): with
 requests in flight concurrently in one stub process they deadlock (python_backend 2.51,
