@@ -20,7 +20,12 @@ from pathlib import Path
 
 from benchmarks.report import RESULTS_DIR, markdown_table, run_chart, side_by_side_chart, write_json
 from benchmarks.run import CellResult, LoadSpec, Timing, run_cell
-from benchmarks.side_by_side import SideBySideConfig, format_table, run_side_by_side
+from benchmarks.side_by_side import (
+    ServerDied,
+    SideBySideConfig,
+    format_table,
+    run_side_by_side,
+)
 from benchmarks.stats import Distribution
 from benchmarks.targets import BLS_MODEL, make_target
 from benchmarks.workload import Lengths, Workload
@@ -261,6 +266,9 @@ def command_side_by_side(args: argparse.Namespace) -> int:
     except (StagingError, ServerStartError) as error:
         print(f"llm-bls-bench: {error}", file=sys.stderr)
         return 2
+    except ServerDied as error:
+        print(f"llm-bls-bench: {error}", file=sys.stderr)
+        return 1
     print(format_table(result.comparisons))
     for warning in result.warnings:
         print(f"warning: {warning}")

@@ -264,13 +264,29 @@ def _token_warnings(cell: CellResult, expected: int) -> list[str]:
     ]
 
 
+class ServerDied(RuntimeError):
+    """The server under test exited during the measurement."""
+
+
 def run_side_by_side(config: SideBySideConfig) -> SideBySideResult:
     """Stage and start the server, measure, stop it."""
     from offline_fixtures import ensure_fixtures
 
     plan = config.staging_plan(ensure_fixtures())
     with staged_server(plan, extra_args=tuple(config.server_args)) as server:
-        return measure(server, config)
+        try:
+            return measure(server, config)
+        except Exception as error:
+            # A server that died mid-run shows up as refused connections: say so, with
+            # what it logged last, instead of leaving a client traceback to decode.
+            code = server.exit_code()
+            if code is None:
+                raise
+            tail = "\n".join(server.log_text().splitlines()[-40:])
+            raise ServerDied(
+                f"tritonserver exited with code {code} during the run ({error}); "
+                f"its last log lines:\n{tail}"
+            ) from error
 
 
 # --- the table ------------------------------------------------------------------------

@@ -260,6 +260,10 @@ class TritonServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
 
+    def exit_code(self) -> int | None:
+        """The server's exit code once it has exited; None while it runs."""
+        return None if self._process is None else self._process.poll()
+
     def wait(self) -> int:
         """Block until the server exits; its exit code."""
         assert self._process is not None
