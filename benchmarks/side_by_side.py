@@ -100,6 +100,14 @@ class Side:
             engine_steps_per_s=engine_steps_per_s,
         )
 
+    @property
+    def cpu_us_per_token(self) -> float | None:
+        """CPU of all model processes (server and stubs) per output token: on a machine
+        whose cores are all busy, throughput is what the cores can carry at this cost."""
+        if self.output_tokens_per_s <= 0:
+            return None
+        return self.server_cpu_cores * 1e6 / self.output_tokens_per_s
+
 
 def _ratio(over: float, under: float) -> float | None:
     return over / under if under > 0 else None
@@ -150,7 +158,14 @@ class SideBySideResult:
     def to_json(self) -> dict:
         return {
             "config": self.config.describe(),
-            "comparisons": [asdict(c) for c in self.comparisons],
+            "comparisons": [
+                {
+                    **asdict(c),
+                    "engine_cpu_us_per_token": c.engine.cpu_us_per_token,
+                    "bls_cpu_us_per_token": c.bls.cpu_us_per_token,
+                }
+                for c in self.comparisons
+            ],
             "cells": self.cells,
             "warnings": self.warnings,
         }
@@ -319,6 +334,7 @@ TABLE_HEADER = (
     "stall p99 BLS",
     "RSS MiB engine/BLS",
     "steps/s engine/BLS",
+    "CPU µs/token engine/BLS",
     "errors",
 )
 
@@ -340,6 +356,7 @@ def table_rows(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
                 _ms(c.bls.stall, "p99_ms"),
                 f"{c.engine.rss_max_mib:.0f}/{c.bls.rss_max_mib:.0f}",
                 f"{_fmt(c.engine.engine_steps_per_s)}/{_fmt(c.bls.engine_steps_per_s)}",
+                f"{_fmt(c.engine.cpu_us_per_token, '.0f')}/{_fmt(c.bls.cpu_us_per_token, '.0f')}",
                 f"{c.engine.errors}/{c.bls.errors}",
             )
         )

@@ -89,8 +89,14 @@ def test_side_by_side_and_run_at_concurrency_2(fixture_paths, tmp_path):
     header, _, row = format_table(result.comparisons).splitlines()
     assert header.split("|")[1].strip() == "conc" and row.split("|")[1].strip() == "2"
 
+    # CPU per token: the BLS path does everything the engine path does and more.
+    engine_cpu, bls_cpu = comparison.engine.cpu_us_per_token, comparison.bls.cpu_us_per_token
+    assert engine_cpu is not None and bls_cpu is not None and 0 < engine_cpu < bls_cpu
+
     saved = write_json(tmp_path / "side.json", result.to_json())
-    assert json.loads(saved.read_text())["comparisons"][0]["concurrency"] == 2
+    saved_comparison = json.loads(saved.read_text())["comparisons"][0]
+    assert saved_comparison["concurrency"] == 2
+    assert saved_comparison["bls_cpu_us_per_token"] == bls_cpu
     chart = side_by_side_chart(result.comparisons, tmp_path / "side.png", "test")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
