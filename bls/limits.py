@@ -135,8 +135,9 @@ class ServingOptions:
     max_concurrent_requests: int = 256
     # How often every request's client is asked whether it cancelled (a round trip each).
     cancellation_check_period_ms: int = 100
-    # Threads that send responses (each send is a round trip to the server).
-    response_sender_threads: int = 8
+    # Threads that send responses (each send is a round trip to the server). Few: under
+    # load a lagging stream's updates merge, fewer sends for the same text.
+    response_sender_threads: int = 2
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:

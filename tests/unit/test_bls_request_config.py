@@ -117,7 +117,7 @@ def test_parameters_hold_finished_values(config):
         "engine_grpc_url": "auto",
         "max_concurrent_requests": "256",
         "cancellation_check_period_ms": "100",
-        "response_sender_threads": "8",
+        "response_sender_threads": "2",
         "request_log_level": "info",
         "request_log_text": "false",
     }
