@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from preprocessing.config import ConfigError, parameter_values, parse_bool, parse_positive_int
+from preprocessing.config import (
+    ConfigError,
+    parameter_values,
+    parse_bool,
+    parse_positive_int,
+    parse_seconds,
+)
 
 # The parameters of the tensorrt_llm_bls model's config.pbtxt (read by BlsLimits, the
 # shared PreprocessingSettings and the model itself).
@@ -31,6 +37,7 @@ BLS_PARAMETERS = (
     "max_concurrent_requests",
     "cancellation_check_period_ms",
     "response_sender_threads",
+    "engine_stall_timeout_s",
 )
 
 
@@ -124,6 +131,10 @@ class BlsLimits:
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
+# The ServingOptions that are counts (positive integers).
+_COUNTS = ("max_concurrent_requests", "cancellation_check_period_ms", "response_sender_threads")
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     """How one instance of the model serves requests (see its config.pbtxt comments)."""
@@ -134,20 +145,33 @@ class ServingOptions:
     cancellation_check_period_ms: int = 100
     # Threads that send responses (each send is a round trip to the server).
     response_sender_threads: int = 8
+    # Seconds an engine request may send nothing before it is given up (bls.stall); 0:
+    # never. Why 600: the config.pbtxt comment.
+    engine_stall_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
+        for name in _COUNTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        timeout = self.engine_stall_timeout_s
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not (0 <= timeout < float("inf"))
+        ):
+            raise ConfigError(
+                f"engine_stall_timeout_s must be a number of seconds (0: off), got {timeout!r}"
+            )
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> ServingOptions:
         values = parameter_values(parameters)
-        return cls(
-            **{
-                name: parse_positive_int(name, values[name])
-                for name in cls.__dataclass_fields__
-                if name in values
-            }
-        )
+        options: dict[str, object] = {
+            name: parse_positive_int(name, values[name]) for name in _COUNTS if name in values
+        }
+        if "engine_stall_timeout_s" in values:
+            options["engine_stall_timeout_s"] = parse_seconds(
+                "engine_stall_timeout_s", values["engine_stall_timeout_s"]
+            )
+        return cls(**options)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ ValueError) at model load, naming the parameter, the value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,17 @@ def parse_positive_int(name: str, value: str) -> int:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
     if number < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def parse_seconds(name: str, value: str) -> float:
+    """A duration in seconds: a finite number, 0 or more."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise ConfigError(f"{name} must be a number of seconds (0 or more), got {value!r}")
     return number
 
 
