@@ -31,6 +31,8 @@ BLS_PARAMETERS = (
     "add_special_tokens",
     "max_words",
     "max_word_tokens",
+    "max_word_chars",
+    "max_request_bytes",
     "max_num_return_sequences",
     "trust_remote_code",
     "skip_special_tokens",
