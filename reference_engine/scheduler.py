@@ -207,6 +207,9 @@ class Scheduler:
                 and not self._active
                 and not self._waiting
             ):
+                if self._stalled:  # nothing to step, but their clients may cancel
+                    self._cond.wait(timeout=max(self._check_period_s, 0.05))
+                    break
                 self._cond.wait(timeout=1.0)
             commands = list(self._inbox)
             self._inbox.clear()

@@ -6,6 +6,8 @@ are exercised end to end against the BLS in tests/integration/test_engine_faults
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,19 @@ def test_a_stalled_request_ends_when_its_client_cancels():
     drive(sched, [sink])
     assert sink.error == ("request cancelled by the client", "CANCELLED")
     assert metrics.cancels["client"] == 1 and metrics.active_sequences == 0
+
+
+def test_the_scheduler_thread_keeps_checking_a_stalled_request_for_cancellation():
+    # With nothing left to step, the thread must not sleep until new work arrives.
+    sched = Scheduler(ScriptedBackend(), faults=FaultPlan(stall_at_step=2))
+    sched.start()
+    sink = RecordingSink()
+    try:
+        sched.submit(request([[1]], 50, streaming=b(True)), sink)
+        assert sink.wait_responses(1)
+        time.sleep(0.2)  # stalled, idle
+        sink.cancelled = True
+        assert sink.wait_done(5)
+        assert sink.error == ("request cancelled by the client", "CANCELLED")
+    finally:
+        sched.shutdown()
