@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from local_triton.load import BatchTiming, timed_streams
-from local_triton.testing import staged_server, synthetic_plan
+from local_triton.staging import staged_server, synthetic_plan
 from offline_fixtures import ensure_fixtures
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bls_concurrency.json"

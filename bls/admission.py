@@ -34,6 +34,7 @@ class Ticket:
 
     validated: ValidatedRequest
     sink: ResponseSink
+    request_id: str = ""  # the client's
     received_s: float = field(default_factory=time.monotonic)
     started_s: float | None = None  # when it got its slot
     active: ActiveRequest | None = None  # once its engine request starts

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bls.metrics import LOG_LEVELS
 from preprocessing.config import (
     ConfigError,
     parameter_values,
@@ -40,6 +41,8 @@ BLS_PARAMETERS = (
     "cancellation_check_period_ms",
     "response_sender_threads",
     "engine_stall_timeout_s",
+    "request_log_level",
+    "request_log_text",
 )
 
 
@@ -177,3 +180,22 @@ class ServingOptions:
                 "engine_stall_timeout_s", values["engine_stall_timeout_s"]
             )
         return cls(**options)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RequestLogSettings:
+    """The log line written for every finished request (see bls/metrics.py)."""
+
+    level: str = "info"  # off, info or verbose (Triton's --log-verbose >= 1 shows it)
+    text: bool = False  # also the prompt and output text: off, they may be private
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> RequestLogSettings:
+        values = parameter_values(parameters)
+        level = values.get("request_log_level", cls.level).strip().lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(
+                f"request_log_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+            )
+        text = values.get("request_log_text")
+        return cls(level, parse_bool("request_log_text", text) if text is not None else False)

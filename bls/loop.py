@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bls.engine_io import EngineResponse
 from bls.generation import Generation
+from bls.metrics import ENGINE, INTERNAL
 from bls.outbox import ClientStream
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,13 @@ class ActiveRequest:
     stop_wanted: bool = False  # the engine request should be stopped
     engine_stopped: bool = False  # a stop request was sent to the engine
     engine_responses: int = 0  # responses read so far: progress, for bls.stall
+    # For metrics and the request log (time.monotonic()):
+    first_token_s: float | None = None  # the first update with tokens was offered
+    last_token_s: float | None = None
+    answered_s: float | None = None  # FINAL or the error was offered
+    error_kind: str | None = None  # see bls.metrics; None: no error
+    error: str | None = None
+    output_text: list[str] | None = None  # kept only when the request log shows text
     # Set once the engine's stream has ended and the client is answered.
     ended: threading.Event = field(default_factory=threading.Event)
 
@@ -91,7 +100,7 @@ class GenerationLoop:
                         active.engine_request_id,
                         error,
                     )
-                    self._answer_error(active, f"tensorrt_llm: {error}", "UNAVAILABLE")
+                    self._answer_error(active, f"tensorrt_llm: {error}", "UNAVAILABLE", ENGINE)
                 else:
                     active.generation.end_of_generation()
                     self._answer(active, final=True)
@@ -103,7 +112,7 @@ class GenerationLoop:
     def on_engine_stalled(self, active: ActiveRequest, message: str) -> None:
         """The engine went silent (bls.stall): the client, if still waiting, is told."""
         if not active.answered:
-            self._answer_error(active, message, "UNAVAILABLE")
+            self._answer_error(active, message, "UNAVAILABLE", ENGINE)
 
     def on_client_cancelled(self, active: ActiveRequest) -> None:
         if active.answered:
@@ -119,7 +128,10 @@ class GenerationLoop:
     def _on_engine_output(self, active: ActiveRequest, response: EngineResponse) -> None:
         if response.error is not None:
             self._answer_error(
-                active, f"tensorrt_llm: {response.error}", response.error_code or "INTERNAL"
+                active,
+                f"tensorrt_llm: {response.error}",
+                response.error_code or "INTERNAL",
+                ENGINE,
             )
             if not response.final:
                 self._stop_engine(active)
@@ -153,18 +165,29 @@ class GenerationLoop:
     def _answer(self, active: ActiveRequest, final: bool) -> None:
         update = active.generation.take_update(final)
         if update is not None:
+            if any(delta.num_output_tokens for delta in update.deltas):
+                now = time.monotonic()
+                if active.first_token_s is None:
+                    active.first_token_s = now
+                active.last_token_s = now
+            if active.output_text is not None:
+                active.output_text.extend(delta.text for delta in update.deltas)
             active.client.offer(update.deltas, update.final)
-        active.answered = final
+        if final:
+            active.answered = True
+            active.answered_s = time.monotonic()
 
-    def _answer_error(self, active: ActiveRequest, message: str, code: str) -> None:
+    def _answer_error(self, active: ActiveRequest, message: str, code: str, kind: str) -> None:
         active.client.offer_error(message, code)
         active.answered = True
+        active.answered_s = time.monotonic()
+        active.error_kind, active.error = kind, message
 
     def _internal_error(self, active: ActiveRequest) -> None:
         logger.exception("tensorrt_llm_bls: request %s failed", active.engine_request_id)
         if not active.answered:
             self._answer_error(
-                active, "tensorrt_llm_bls: internal error while generating", "INTERNAL"
+                active, "tensorrt_llm_bls: internal error while generating", "INTERNAL", INTERNAL
             )
         self._stop_engine(active)
 

@@ -49,6 +49,7 @@ class ClientStream:
         # A sender owns this stream (sending, or about to): offers only add to _pending.
         self._busy = False
         self._closed = False  # FINAL sent: nothing may follow
+        self._started = False  # something was sent (the first response jumps the queue)
 
     @property
     def sink(self) -> ResponseSink:
@@ -70,7 +71,7 @@ class ClientStream:
             if self._busy:
                 return
             self._busy = True
-        self._senders.submit(self)
+        self._senders.submit(self, urgent=not self._started)
 
     def offer_error(self, message: str, code: str) -> None:
         """End the request with an error; text already offered is sent before it."""
@@ -80,7 +81,7 @@ class ClientStream:
             if self._busy:
                 return
             self._busy = True
-        self._senders.submit(self)
+        self._senders.submit(self, urgent=True)
 
     def drain(self) -> None:
         """Send until nothing is pending (called on a sender thread)."""
@@ -93,6 +94,7 @@ class ClientStream:
                 self._pending = {}
                 final, error = self._final, self._error
                 self._closed = final or error is not None
+                self._started = True
             try:
                 self._send(deltas, final, error)
             except Exception:
@@ -126,12 +128,19 @@ class ClientStream:
 
 
 class SenderPool:
-    """Threads that drain client streams; each stream is drained by one thread at a time."""
+    """Threads that drain client streams; each stream is drained by one thread at a time.
+
+    Two queues: a stream's first response (its time to first token) and errors go ahead
+    of the streams already under way, so a busy pool delays what is merged, not what a
+    client is waiting for to start.
+    """
 
     def __init__(self, threads: int) -> None:
         if threads < 1:
             raise ValueError(f"sender threads must be at least 1, got {threads}")
-        self._queue: queue.SimpleQueue[ClientStream | None] = queue.SimpleQueue()
+        self._urgent: queue.SimpleQueue[ClientStream] = queue.SimpleQueue()
+        self._normal: queue.SimpleQueue[ClientStream | None] = queue.SimpleQueue()
+        self._ready = threading.Semaphore(0)  # one release per queued stream
         self._threads = [
             threading.Thread(target=self._run, name=f"bls-send-{index}", daemon=True)
             for index in range(threads)
@@ -139,19 +148,28 @@ class SenderPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, stream: ClientStream) -> None:
-        self._queue.put(stream)
+    def submit(self, stream: ClientStream, urgent: bool = False) -> None:
+        (self._urgent if urgent else self._normal).put(stream)
+        self._ready.release()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Finish the sends already submitted, then stop the threads."""
         for _ in self._threads:
-            self._queue.put(None)
+            self._normal.put(None)  # behind everything queued
+            self._ready.release()
         for thread in self._threads:
             thread.join(timeout_s)
 
+    def _next(self) -> ClientStream | None:
+        self._ready.acquire()
+        try:
+            return self._urgent.get_nowait()
+        except queue.Empty:
+            return self._normal.get_nowait()
+
     def _run(self) -> None:
         while True:
-            stream = self._queue.get()
+            stream = self._next()
             if stream is None:
                 return
             try:

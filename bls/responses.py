@@ -44,6 +44,13 @@ def response_tensors(
 ) -> dict[str, np.ndarray]:
     """One row per sequence; `batch_index` and `sequence_index` say which one it is.
 
+    What a response carries: `text_output` always; `finish_reason` and `stop_reason` on
+    the response that ends a sequence; `batch_index` and `sequence_index` when the
+    request has several sequences, and on the response that ends one; the token counts
+    and log probs when asked for. Every tensor is built, copied and serialized for every
+    response (a string tensor in Python), so a streamed response in the middle of a
+    sequence carries only what can have changed.
+
     `wanted`: the outputs the client asked for (None: all). Triton drops the others
     anyway; not building them saves work on every response.
     """
@@ -51,16 +58,18 @@ def response_tensors(
     def want(name: str) -> bool:
         return wanted is None or name in wanted
 
+    ends = any(delta.finish_reason for delta in deltas)
+    several = request.batch_size > 1 or request.sampling.num_return_sequences > 1
     outputs = {}
     if want("text_output"):
         outputs["text_output"] = _text([d.text for d in deltas])
-    if want("finish_reason"):
+    if ends and want("finish_reason"):
         outputs["finish_reason"] = _text([d.finish_reason for d in deltas])
-    if want("stop_reason"):
+    if ends and want("stop_reason"):
         outputs["stop_reason"] = _text([d.stop_reason for d in deltas])
-    if want("batch_index"):
+    if (ends or several) and want("batch_index"):
         outputs["batch_index"] = _column([d.batch_index for d in deltas], np.int32)
-    if want("sequence_index"):
+    if (ends or several) and want("sequence_index"):
         outputs["sequence_index"] = _column([d.sequence_index for d in deltas], np.int32)
     if request.return_num_input_tokens and want("num_input_tokens"):
         outputs["num_input_tokens"] = _column(

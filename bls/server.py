@@ -18,7 +18,9 @@ Free of pb_utils: the engine and the clients come in as `EngineClient` and
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -30,6 +32,14 @@ from bls.engine_io import EngineResponse, engine_inputs, engine_outputs, new_eng
 from bls.generation import Generation
 from bls.limits import ServingOptions
 from bls.loop import ActiveRequest, GenerationLoop
+from bls.metrics import (
+    CANCELLED_WAITING,
+    INTERNAL,
+    INVALID_REQUEST,
+    UNAVAILABLE,
+    RequestRecord,
+    request_finish_reason,
+)
 from bls.outbox import ClientStream, SenderPool
 from bls.request import GenerateRequest
 from bls.responses import ResponseSink, response_tensors
@@ -69,6 +79,12 @@ class EngineClient(Protocol):
 EngineFactory = Callable[[GenerationLoop], EngineClient]
 
 
+class Reporter(Protocol):
+    """Takes one record per finished request (bls.metrics.RequestReporter)."""
+
+    def record(self, record: RequestRecord) -> None: ...
+
+
 class BlsServer:
     def __init__(
         self,
@@ -77,8 +93,12 @@ class BlsServer:
         engine: EngineFactory,
         new_detokenizer: Callable[[GenerateRequest], IncrementalDetokenizer],
         options: ServingOptions | None = None,
+        reporter: Reporter | None = None,
+        log_text: bool = False,
     ) -> None:
         options = options or ServingOptions()
+        self.reporter = reporter
+        self.log_text = log_text  # keep prompt and output text for the request log
         self.validator = validator
         self.new_detokenizer = new_detokenizer
         self.options = options
@@ -99,25 +119,31 @@ class BlsServer:
 
     # -- the caller's thread -------------------------------------------------------------
     def submit(
-        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object], sink: ResponseSink
+        self,
+        inputs: Mapping[str, np.ndarray],
+        parameters: Mapping[str, object],
+        sink: ResponseSink,
+        request_id: str = "",
     ) -> None:
         """Serve one request; returns at once. The client always gets FINAL."""
+        received_s = time.monotonic()
         if self._closing:
-            sink.send_error("tensorrt_llm_bls: the model is shutting down", "UNAVAILABLE")
+            self._refuse(sink, request_id, received_s, "the model is shutting down", UNAVAILABLE)
             return
         try:
             validated = self.validator.validate(inputs, parameters)
         except RequestError as error:
             sink.send_error(str(error), error.code)
+            self._report_refusal(request_id, received_s, str(error), INVALID_REQUEST)
             return
         except Exception:
             # FINAL first: a failure while logging must not leave the client waiting.
-            sink.send_error(
-                "tensorrt_llm_bls: internal error while preparing the request", "INTERNAL"
-            )
+            message = "tensorrt_llm_bls: internal error while preparing the request"
+            sink.send_error(message, "INTERNAL")
             logger.exception("tensorrt_llm_bls: preparing a request failed")
+            self._report_refusal(request_id, received_s, message, INTERNAL)
             return
-        ticket = Ticket(validated, sink)
+        ticket = Ticket(validated, sink, request_id, received_s)
         self.watcher.watch(ticket)
         self.admission.submit(ticket)
 
@@ -126,7 +152,13 @@ class BlsServer:
         self._closing = True
         for ticket in self.admission.take_waiting():
             self.watcher.unwatch(ticket)
-            ticket.sink.send_error("tensorrt_llm_bls: the model is shutting down", "UNAVAILABLE")
+            self._refuse(
+                ticket.sink,
+                ticket.request_id,
+                ticket.received_s,
+                "the model is shutting down",
+                UNAVAILABLE,
+            )
         self.watcher.close()
         self.engine.close()  # requests in flight end with an error
         self.loop.close(timeout_s)
@@ -152,6 +184,7 @@ class BlsServer:
             engine_request_id=new_engine_request_id(),
             generation=generation,
             client=ClientStream(ticket.sink, render, request.stream, self.senders),
+            output_text=[] if self.log_text else None,
         )
         ticket.active = active
         if ticket.cancelled:  # the watcher saw it before `active` was set
@@ -176,6 +209,7 @@ class BlsServer:
                 self.stalls.forget(ticket.active)
             self.watcher.unwatch(ticket)
             self.admission.release()
+            self._report_finished(ticket)
 
     def _on_cancelled(self, ticket: Ticket) -> None:
         """From the watcher: the client of `ticket` cancelled or went away."""
@@ -187,7 +221,76 @@ class BlsServer:
 
     def _withdrawn(self, ticket: Ticket, when: str) -> None:
         self.watcher.unwatch(ticket)
-        ticket.sink.send_error(f"tensorrt_llm_bls: the request was cancelled {when}", "CANCELLED")
+        message = f"tensorrt_llm_bls: the request was cancelled {when}"
+        ticket.sink.send_error(message, "CANCELLED")
+        self._report_refusal(
+            ticket.request_id, ticket.received_s, message, CANCELLED_WAITING, "cancelled"
+        )
+
+    # -- metrics and the request log -----------------------------------------------------
+    def _refuse(
+        self, sink: ResponseSink, request_id: str, received_s: float, why: str, kind: str
+    ) -> None:
+        message = f"tensorrt_llm_bls: {why}"
+        sink.send_error(message, "UNAVAILABLE")
+        self._report_refusal(request_id, received_s, message, kind)
+
+    def _report_refusal(
+        self,
+        request_id: str,
+        received_s: float,
+        error: str,
+        kind: str,
+        finish_reason: str = "error",
+    ) -> None:
+        if self.reporter is None:
+            return
+        self.reporter.record(
+            RequestRecord(
+                request_id=request_id,
+                engine_request_id="",
+                received_s=received_s,
+                started_s=None,
+                first_token_s=None,
+                last_token_s=None,
+                finished_s=time.monotonic(),
+                prompt_tokens=0,
+                output_tokens=0,
+                finish_reason=finish_reason,
+                error_kind=kind,
+                error=error,
+            )
+        )
+
+    def _report_finished(self, ticket: Ticket) -> None:
+        active = ticket.active
+        if self.reporter is None or active is None:
+            return
+        sequences = active.generation.sequences.values()
+        reasons = [sequence.finish_reason for sequence in sequences]
+        if active.error_kind is not None:
+            reasons.append("error")
+        request = ticket.validated.request
+        self.reporter.record(
+            RequestRecord(
+                request_id=ticket.request_id,
+                engine_request_id=active.engine_request_id,
+                received_s=ticket.received_s,
+                started_s=ticket.started_s,
+                first_token_s=active.first_token_s,
+                last_token_s=active.last_token_s,
+                finished_s=active.answered_s or time.monotonic(),
+                prompt_tokens=sum(active.generation.prompt_lengths),
+                output_tokens=sum(sequence.num_tokens for sequence in sequences),
+                finish_reason=request_finish_reason(reasons),
+                error_kind=active.error_kind,
+                error=active.error,
+                prompt_text=_prompt_text(request) if self.log_text else None,
+                output_text=(
+                    "".join(active.output_text) if active.output_text is not None else None
+                ),
+            )
+        )
 
     # -- engine stops (loop thread) ------------------------------------------------------
     def _engine_stalled(self, active: ActiveRequest) -> None:
@@ -212,3 +315,10 @@ class BlsServer:
             logger.exception(
                 "tensorrt_llm_bls: stopping engine request %s failed", active.engine_request_id
             )
+
+
+def _prompt_text(request: GenerateRequest) -> str:
+    texts = []
+    for prompt in request.prompts:
+        texts.append(getattr(prompt, "text", None) or json.dumps(prompt.as_dicts()))
+    return "\n".join(texts)

@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument(
         "--guided-decoding",
         action="store_true",
-        help="structured output: write xgrammar_tokenizer_info.json and switch the engine's "
-        "guided decoding on (guided_decoding_guide_type / guided_decoding_guide inputs)",
+        help="structured output: switch the engine's guided decoding on "
+        "(guided_decoding_guide_type / guided_decoding_guide inputs); the C++ backend also "
+        "gets xgrammar_tokenizer_info.json",
     )
     serving.add_argument("--enable-kv-cache-reuse", action="store_true")
     serving.add_argument("--enable-chunked-context", action="store_true")

@@ -191,7 +191,8 @@ class BuildOptions:
     enable_chunked_context: bool = False
     batch_scheduler_policy: SchedulerPolicy = SchedulerPolicy.GUARANTEED_NO_EVICT
     # Structured output: write xgrammar's tokenizer info and switch the C++ backend's
-    # guided decoding on (guided_decoding_backend, xgrammar_tokenizer_info_path).
+    # guided decoding on (guided_decoding_backend, xgrammar_tokenizer_info_path); with
+    # --backend pytorch, only the LLM-API model's guided_decoding_backend.
     guided_decoding: bool = False
     preprocessing_instances: int | None = None  # None: keep the shipped count
     postprocessing_instances: int | None = None

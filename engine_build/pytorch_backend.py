@@ -77,7 +77,7 @@ def checkpoint_quantization(checkpoint: Path) -> str:
 
 def llm_api_parameters(options: BuildOptions) -> dict[str, str]:
     """The LLM-API model's config.pbtxt parameters for this build."""
-    return {
+    parameters = {
         "model_dir": str(Path(options.checkpoint).resolve()),
         "tensor_parallel_size": str(options.tp_size),
         "pipeline_parallel_size": str(options.pp_size),
@@ -92,6 +92,11 @@ def llm_api_parameters(options: BuildOptions) -> dict[str, str]:
         # The BLS detokenizes only what was generated, so the prompt never comes back.
         "exclude_input_in_output": "true",
     }
+    if options.guided_decoding:
+        # The LLM API builds xgrammar's tokenizer information from the checkpoint's
+        # tokenizer itself: no tokenizer-info file, unlike the C++ backend.
+        parameters["guided_decoding_backend"] = "xgrammar"
+    return parameters
 
 
 def start_command(repository: Path, world_size: int) -> str:

@@ -84,7 +84,9 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
             },
         )
     )
-    if options.guided_decoding:
+    # Only the C++ backend reads this file: the LLM API and the reference engine build
+    # xgrammar's tokenizer information from the tokenizer themselves.
+    if options.guided_decoding and options.engine is EngineKind.TENSORRT_LLM:
         steps.append(
             BuildStep(
                 WRITE_TOKENIZER_INFO,

@@ -8,7 +8,7 @@ postprocessing and tensorrt_llm_bls run unchanged on either generation. Layers:
   tensors), shared with the reference engine, so both accept and refuse the same inputs;
 - `sampling`: each contract sequence -> the keyword arguments of
   `tensorrt_llm.SamplingParams` (plus `logits.ContractLogitsProcessor` for bad words and
-  embedding_bias);
+  embedding_bias, and `GuidedDecodingParams` for a guide);
 - `outputs`: the LLM API's step outputs -> the contract's tokens, log probs and ends;
 - `driver`: one asyncio loop driving every request (`generate_async(streaming=True)`),
   stop requests, client cancellation, FINAL on every path;

@@ -93,9 +93,11 @@ class LlmApiDriver:
         *,
         random_seed: int = 0,
         cancellation_check_period_ms: float = 100.0,
+        guided_decoding_backend: str | None = None,
     ) -> None:
         self._engine = engine
         self._random_seed = random_seed
+        self._guided_decoding_backend = guided_decoding_backend  # None: guides are refused
         self._seed_counter = 0
         self._check_period_s = max(cancellation_check_period_ms, 1.0) / 1000.0
         self._loop = asyncio.new_event_loop()
@@ -168,9 +170,21 @@ class LlmApiDriver:
             request.sequences.append(_Sequence(SequenceProgress(spec, seed)))
         request.remaining = len(request.sequences)
         self._requests.append(request)
-        for seq in request.sequences:
+        try:
+            # Every call first: a request refused here has started no engine request.
+            calls = [
+                generation_call(
+                    seq.progress.spec,
+                    seq.progress.live.seed,
+                    guided_decoding_backend=self._guided_decoding_backend,
+                )
+                for seq in request.sequences
+            ]
+        except RequestError as exc:
+            self._fail(request, str(exc), exc.code)
+            return
+        for seq, call in zip(request.sequences, calls, strict=True):
             try:
-                call = generation_call(seq.progress.spec, seq.progress.live.seed)
                 seq.stream = self._engine.generate(call)
             except RequestError as exc:
                 self._fail(request, str(exc), exc.code)

@@ -22,6 +22,12 @@ Decisions (each keeps the C++ backend's behaviour, which the BLS relies on):
 - log probs: `logprobs=1` (the sampled token's log probability is always included).
 - Tokens only (`detokenize=False`): the BLS detokenizes; and the prompt is never echoed
   (`exclude_input_from_output=True`): the driver adds it for exclude_input_in_output=false.
+- Guided decoding: the contract layer has parsed and checked the guide
+  (`preprocessing.guided_decoding`); it becomes SamplingParams' `guided_decoding`, a
+  `GuidedDecodingParams` with the one field that carries its type. The LLM needs its
+  `guided_decoding_backend` for that (the model parameter of the same name); a model
+  without one refuses guided requests with UNSUPPORTED, as the C++ backend without its
+  guided-decoding parameters fails them, instead of generating unguided text.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 from llm_api_engine.logits import ContractLogitsProcessor
 from preprocessing.errors import RequestError
+from preprocessing.guided_decoding import GUIDE_TYPE_INPUT, Guide, GuideType
 from reference_engine.types import (
     DEFAULT_TOP_P_DECAY,
     DEFAULT_TOP_P_MIN,
@@ -38,13 +45,13 @@ from reference_engine.types import (
     SequenceSpec,
 )
 
-# The C++ backend's guided_decoding_guide_type values -> GuidedDecodingParams fields.
-GUIDE_TYPE_FIELDS: dict[str, str] = {
-    "json": "json_object",
-    "json_schema": "json",
-    "regex": "regex",
-    "ebnf_grammar": "grammar",
-    "structural_tag": "structural_tag",
+# The contract's guide types (the C++ backend's guided_decoding_guide_type values) ->
+# the GuidedDecodingParams field that carries each (llm_api_engine.release).
+GUIDE_TYPE_FIELDS: dict[GuideType, str] = {
+    GuideType.JSON: "json_object",
+    GuideType.JSON_SCHEMA: "json",
+    GuideType.REGEX: "regex",
+    GuideType.EBNF_GRAMMAR: "grammar",
 }
 
 
@@ -58,10 +65,18 @@ class GenerationCall:
     guided_decoding: dict[str, Any] | None = None
 
 
-def generation_call(spec: SequenceSpec, seed: int) -> GenerationCall:
-    """The LLM-API call for one contract sequence; `seed` is this sample's seed."""
+def generation_call(
+    spec: SequenceSpec, seed: int, *, guided_decoding_backend: str | None = None
+) -> GenerationCall:
+    """The LLM-API call for one contract sequence; `seed` is this sample's seed and
+    `guided_decoding_backend` the LLM's (None: it has none, so guides are refused)."""
+    guided = None
+    if spec.guide is not None:
+        guided = guided_decoding_kwargs(spec.guide, guided_decoding_backend)
     return GenerationCall(
-        prompt_token_ids=spec.prompt, sampling_params=sampling_params_kwargs(spec, seed)
+        prompt_token_ids=spec.prompt,
+        sampling_params=sampling_params_kwargs(spec, seed),
+        guided_decoding=guided,
     )
 
 
@@ -120,24 +135,17 @@ def _sampling_kwargs(spec: SequenceSpec) -> dict[str, Any]:
     return kwargs
 
 
-def guided_decoding_kwargs(guide_type: str, guide: str) -> dict[str, Any]:
-    """GuidedDecodingParams keyword arguments for the C++ backend's guided-decoding inputs.
-
-    Extension point: the contract layer refuses guided_decoding_guide_type/_guide until it
-    parses them (the structured-output work); the driver then passes
-    `GuidedDecodingParams(**guided_decoding_kwargs(...))` as SamplingParams'
-    `guided_decoding`, which needs the model parameter guided_decoding_backend=xgrammar.
-    """
-    field_name = GUIDE_TYPE_FIELDS.get(guide_type)
-    if field_name is None:
+def guided_decoding_kwargs(guide: Guide, guided_decoding_backend: str | None) -> dict[str, Any]:
+    """GuidedDecodingParams keyword arguments for a checked guide; RequestError
+    (UNSUPPORTED, naming guided_decoding_guide_type) when the LLM has no guided decoding."""
+    if guided_decoding_backend is None:
         raise RequestError(
-            "guided_decoding_guide_type",
-            f"{guide_type!r} is not one of {sorted(GUIDE_TYPE_FIELDS)}",
+            GUIDE_TYPE_INPUT,
+            "guided decoding is off in this tensorrt_llm model: set its "
+            "guided_decoding_backend parameter to xgrammar (llm-bls-build --guided-decoding)",
+            code="UNSUPPORTED",
         )
-    if field_name == "json_object":
-        return {"json_object": True}
-    if not guide:
-        raise RequestError(
-            "guided_decoding_guide", f"is required with guided_decoding_guide_type {guide_type!r}"
-        )
-    return {field_name: guide}
+    field_name = GUIDE_TYPE_FIELDS[guide.guide_type]
+    if guide.guide_type is GuideType.JSON:
+        return {field_name: True}  # any JSON value: a flag, no guide text
+    return {field_name: guide.text}

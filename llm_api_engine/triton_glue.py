@@ -59,15 +59,17 @@ class TritonLlmApiModel:
             engine_factory(self.config),
             random_seed=self.config.random_seed,
             cancellation_check_period_ms=self.config.cancellation_check_period_ms,
+            guided_decoding_backend=self.config.guided_decoding_backend,
         )
         self.driver.start()
         logger.info(
-            "ready: model_dir=%s tp=%d pp=%d max_seq_len=%d vocab=%s",
+            "ready: model_dir=%s tp=%d pp=%d max_seq_len=%d vocab=%s guided_decoding=%s",
             self.config.model_dir,
             self.config.tensor_parallel_size,
             self.config.pipeline_parallel_size,
             max_seq_len,
             shape.vocab_size,
+            self.config.guided_decoding_backend or "off",
         )
 
     def execute(self, requests: list) -> None:

@@ -44,8 +44,26 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-# Health checks go straight to loopback, whatever http_proxy says.
+# Health checks and metrics go straight to loopback, whatever http_proxy says.
 DIRECT_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+_METRIC_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
+
+
+def read_metric(metrics_url: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus metric's samples whose labels include `labels` (0 if none)."""
+    with DIRECT_HTTP.open(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        match = _METRIC_SAMPLE.match(line.strip())
+        if not match or match.group(1) != name:
+            continue
+        label_text = match.group(2) or ""
+        if all(f'{key}="{value}"' in label_text for key, value in labels.items()):
+            total += float(match.group(3))
+    return total
 
 
 def free_port() -> int:

@@ -1,5 +1,8 @@
 """Stage a model repository for a local server: same models, local paths, chosen engine.
 
+`staged_server` stages a plan into a scratch directory and serves it (the tests and the
+benchmarks use it); `synthetic_plan` is the pipeline over the synthetic engine.
+
 The shipped `model_repository/` is the production one (its `tensorrt_llm` is the C++
 backend). Staging writes a fresh directory whose configs point at local tokenizer and
 model paths and, on request, puts the reference engine in place of `tensorrt_llm`.
@@ -11,17 +14,22 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from local_triton.model_config import (
+    ModelConfigError,
     config_parameters,
     load_model_config,
     parse_model_config,
+    set_instance_count,
     set_parameters,
 )
+from local_triton.server import ServerOptions, TritonServer
 
 ENGINE_MODEL = "tensorrt_llm"
 
@@ -60,6 +68,8 @@ class StagingPlan:
     overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Stage only these models (None: all), e.g. just the engine for engine tests.
     only: frozenset[str] | None = None
+    # instance_group count, by model name (each instance of a Python model is a process).
+    instance_counts: Mapping[str, int] = field(default_factory=dict)
 
 
 def _vocab_size(model_dir: Path) -> int | None:
@@ -88,7 +98,9 @@ def _link_versions(source_model: Path, staged_model: Path) -> None:
             (staged_model / entry.name).symlink_to(entry.resolve(), target_is_directory=True)
 
 
-def _write_config(text: str, destination: Path, values: Mapping[str, str]) -> None:
+def _write_config(
+    text: str, destination: Path, values: Mapping[str, str], instance_count: int | None
+) -> None:
     declared = config_parameters(parse_model_config(text, str(destination)))
     unknown = sorted(set(values) - set(declared))
     if unknown:
@@ -96,6 +108,13 @@ def _write_config(text: str, destination: Path, values: Mapping[str, str]) -> No
             f"{destination}: no parameter(s) {unknown}; it declares {sorted(declared)}"
         )
     text = set_parameters(text, values)
+    if instance_count is not None:
+        if instance_count < 1:
+            raise StagingError(f"{destination}: instance count must be at least 1")
+        try:
+            text = set_instance_count(text, instance_count)
+        except ModelConfigError as error:
+            raise StagingError(f"{destination}: {error}") from None
     parse_model_config(text, str(destination))
     destination.write_text(text, encoding="utf-8")
 
@@ -115,9 +134,10 @@ def stage_repository(plan: StagingPlan, destination: Path) -> Path:
         models = [p for p in models if p.name in plan.only]
     if not models:
         raise StagingError(f"{source} holds no model (no */config.pbtxt)")
-    unknown_models = sorted(set(plan.overrides) - {p.name for p in models})
-    if unknown_models:
-        raise StagingError(f"overrides name models not in {source}: {unknown_models}")
+    for what, named in (("overrides", plan.overrides), ("instance counts", plan.instance_counts)):
+        unknown_models = sorted(set(named) - {p.name for p in models})
+        if unknown_models:
+            raise StagingError(f"{what} name models not in {source}: {unknown_models}")
     destination.mkdir(parents=True)
     for model in models:
         staged = destination / model.name
@@ -132,10 +152,39 @@ def stage_repository(plan: StagingPlan, destination: Path) -> Path:
         if swap_engine:
             values.update(_engine_parameters(plan))
         values.update(plan.overrides.get(model.name, {}))
-        _write_config(text, staged / "config.pbtxt", values)
+        _write_config(text, staged / "config.pbtxt", values, plan.instance_counts.get(model.name))
         _link_versions(origin, staged)
     return destination
 
 
 def remove_staged(destination: Path) -> None:
     shutil.rmtree(destination, ignore_errors=True)
+
+
+def synthetic_plan(
+    fixture_paths, step_ms: float, only: frozenset[str] | None = None
+) -> StagingPlan:
+    """The pipeline with the synthetic engine (tokens at a fixed pace, no model)."""
+    return StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.SYNTHETIC,
+        model_dir=fixture_paths.tiny_llama,
+        tokenizer_dir=fixture_paths.tiny_llama,
+        overrides={
+            "tensorrt_llm": {
+                "synthetic_step_ms": str(step_ms),
+                # The C++ backend's default; the BLS stops what it abandons explicitly.
+                "cancellation_check_period_ms": "100",
+            }
+        },
+        only=only,
+    )
+
+
+@contextmanager
+def staged_server(plan: StagingPlan, **options: object) -> Iterator[TritonServer]:
+    """Stage `plan` into a scratch directory and serve it until the block ends."""
+    with tempfile.TemporaryDirectory(prefix="llm-bls-test-") as scratch:
+        repository = stage_repository(plan, Path(scratch) / "model_repository")
+        with TritonServer(ServerOptions(model_repository=repository, **options)) as server:  # type: ignore[arg-type]
+            yield server

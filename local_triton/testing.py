@@ -5,25 +5,33 @@ Register with `pytest_plugins = ["local_triton.testing"]` in a conftest.py.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from local_triton.gateway import GatewayProcess
-from local_triton.server import ServerOptions, TritonServer
-from local_triton.staging import EngineKind, StagingPlan, default_model_repository, stage_repository
+from local_triton.server import TritonServer
+from local_triton.staging import (
+    EngineKind,
+    StagingPlan,
+    default_model_repository,
+    staged_server,
+    synthetic_plan,
+)
+
+# staged_server and synthetic_plan live in local_triton.staging, where the benchmarks
+# use them without pytest; the tests import them from here or from there.
 
 
-@contextmanager
-def staged_server(plan: StagingPlan, **options: object) -> Iterator[TritonServer]:
-    """Stage `plan` into a scratch directory and serve it until the block ends."""
-    with tempfile.TemporaryDirectory(prefix="llm-bls-test-") as scratch:
-        repository = stage_repository(plan, Path(scratch) / "model_repository")
-        with TritonServer(ServerOptions(model_repository=repository, **options)) as server:  # type: ignore[arg-type]
-            yield server
+def pipeline_plan(checkpoint: Path) -> StagingPlan:
+    """The whole pipeline with the reference engine on `checkpoint` (and its tokenizer)."""
+    return StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.REFERENCE,
+        model_dir=checkpoint,
+        tokenizer_dir=checkpoint,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -49,47 +57,15 @@ def engine_server(fixture_paths) -> Iterator[TritonServer]:
 @pytest.fixture(scope="session")
 def triton_server(fixture_paths) -> Iterator[TritonServer]:
     """The whole pipeline (model_repository/) with the reference engine on the tiny Llama."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.tiny_llama,
-        tokenizer_dir=fixture_paths.tiny_llama,
-    )
-    with staged_server(plan) as server:
+    with staged_server(pipeline_plan(fixture_paths.tiny_llama)) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def reciting_server(fixture_paths) -> Iterator[TritonServer]:
     """The whole pipeline with the reference engine on the Llama that recites real text."""
-    plan = StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.REFERENCE,
-        model_dir=fixture_paths.reciting_llama,
-        tokenizer_dir=fixture_paths.reciting_llama,
-    )
-    with staged_server(plan) as server:
+    with staged_server(pipeline_plan(fixture_paths.reciting_llama)) as server:
         yield server
-
-
-def synthetic_plan(
-    fixture_paths, step_ms: float, only: frozenset[str] | None = None
-) -> StagingPlan:
-    """The pipeline with the synthetic engine (tokens at a fixed pace, no model)."""
-    return StagingPlan(
-        source=default_model_repository(),
-        engine=EngineKind.SYNTHETIC,
-        model_dir=fixture_paths.tiny_llama,
-        tokenizer_dir=fixture_paths.tiny_llama,
-        overrides={
-            "tensorrt_llm": {
-                "synthetic_step_ms": str(step_ms),
-                # The C++ backend's default; the BLS stops what it abandons explicitly.
-                "cancellation_check_period_ms": "100",
-            }
-        },
-        only=only,
-    )
 
 
 @pytest.fixture(scope="session")

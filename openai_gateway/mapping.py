@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from openai_gateway.errors import invalid, unsupported
-from openai_gateway.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest
+from openai_gateway.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    ResponseFormat,
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,6 @@ def chat_call(request: ChatCompletionRequest) -> BlsCall:
     messages = [_message(message, index) for index, message in enumerate(request.messages)]
     rows = _Rows(1)
     inputs = {"messages": rows.strings([json.dumps(messages, ensure_ascii=False)])}
-    inputs.update(_guided_decoding(request, rows))
     max_tokens, name = request.max_completion_tokens, "max_completion_tokens"
     if max_tokens is None:
         max_tokens, name = request.max_tokens, "max_tokens"
@@ -199,6 +203,7 @@ def _call(
     scalars.update({name: entry for name, entry in optional.items() if entry[0] is not None})
     for name, (value, dtype) in scalars.items():
         inputs[name] = rows.scalar(value, dtype)
+    inputs.update(_guided_decoding(request.response_format, rows))
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
     if stop:
         inputs["stop_words"] = rows.word_list(stop)
@@ -253,13 +258,15 @@ def _message(message: ChatMessage, index: int) -> dict[str, str]:
     return result
 
 
-def _guided_decoding(request: ChatCompletionRequest, rows: _Rows) -> Mapping[str, np.ndarray]:
-    """response_format -> the BLS's guided decoding inputs (the C++ backend's names)."""
-    response_format = request.response_format
+def _guided_decoding(
+    response_format: ResponseFormat | None, rows: _Rows
+) -> Mapping[str, np.ndarray]:
+    """response_format -> the BLS's guided decoding inputs (the C++ backend's names), the
+    same guide on every prompt's row."""
     if response_format is None or response_format.type == "text":
         return {}
     if response_format.type == "json_object":
-        return {"guided_decoding_guide_type": rows.strings(["json"])}
+        return {"guided_decoding_guide_type": rows.strings(["json"] * rows.batch)}
     schema = response_format.json_schema.schema_ if response_format.json_schema else None
     if schema is None:
         raise invalid(
@@ -267,6 +274,6 @@ def _guided_decoding(request: ChatCompletionRequest, rows: _Rows) -> Mapping[str
             'is required with type "json_schema" (the JSON schema the output must follow)',
         )
     return {
-        "guided_decoding_guide_type": rows.strings(["json_schema"]),
-        "guided_decoding_guide": rows.strings([json.dumps(schema)]),
+        "guided_decoding_guide_type": rows.strings(["json_schema"] * rows.batch),
+        "guided_decoding_guide": rows.strings([json.dumps(schema)] * rows.batch),
     }

@@ -78,6 +78,8 @@ class _Sampling(_Strict):
     top_k: NonNegative | None = None
     min_tokens: NonNegative | None = None
     repetition_penalty: Annotated[float, Field(gt=0.0)] | None = None
+    # OpenAI's for chat; on completions an extension, as in vLLM and TensorRT-LLM.
+    response_format: ResponseFormat | None = None
     # Refused by the mapping, with their reason.
     logit_bias: Any = None
 
@@ -95,7 +97,6 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Count | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    response_format: ResponseFormat | None = None
     tools: Any = None
     tool_choice: Any = None
     parallel_tool_calls: Any = None

@@ -81,13 +81,17 @@ def decode_response(response) -> BlsResponse:
     if texts is None:  # an empty final response: only the FINAL flag
         return BlsResponse((), final)
     zeros = (0,) * len(texts)
+    # A response in the middle of a sequence leaves out what has not changed: the finish
+    # reason (empty until the sequence's last response) and, for a request of one
+    # sequence, its indices (0).
+    reasons = columns.get("finish_reason", (b"",) * len(texts))
     output_tokens = columns.get("num_output_tokens", zeros)
     rows = tuple(
         BlsRow(
             batch_index=columns.get("batch_index", zeros)[row],
             sequence_index=columns.get("sequence_index", zeros)[row],
             text=text.decode("utf-8"),
-            finish_reason=columns["finish_reason"][row].decode("utf-8"),
+            finish_reason=reasons[row].decode("utf-8"),
             num_input_tokens=columns.get("num_input_tokens", zeros)[row],
             num_output_tokens=output_tokens[row],
             # A row's own log probs are its first num_output_tokens values.

@@ -86,6 +86,7 @@ class Scheduler:
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         faults: FaultPlan | None = None,
+        before_step: Callable[[int], object] | None = None,
     ) -> None:
         if max_active_sequences < 1:
             raise ValueError(f"max_active_sequences must be >= 1, got {max_active_sequences}")
@@ -97,6 +98,9 @@ class Scheduler:
         self._metrics: EngineMetrics = metrics or NullMetrics()
         self._clock = clock
         self._faults = faults or FaultPlan()
+        # Called with the batch size before each step: lets responses of the previous
+        # steps leave first (in Triton: wait while the sender threads are behind).
+        self._before_step = before_step
 
         self._cond = threading.Condition()
         self._inbox: deque[_Submit | _Stop] = deque()
@@ -317,6 +321,8 @@ class Scheduler:
 
     def _step(self) -> None:
         batch = list(self._active)
+        if self._before_step is not None:
+            self._before_step(len(batch))
         self._metrics.observe_batch_size(len(batch))
         try:
             results: list[StepOutput | Exception] = self.backend.step([s.live for s in batch])

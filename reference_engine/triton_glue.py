@@ -200,6 +200,8 @@ class TritonEngineModel:
             cancellation_check_period_ms=self.config.cancellation_check_period_ms,
             metrics=TritonMetrics(pb_utils, model_name),
             faults=self.config.faults,
+            # At most one step's responses waiting to be sent when a step starts.
+            before_step=self._delivery.wait_for_backlog,
         )
         self.scheduler.start()
         logger.info(

@@ -4,6 +4,14 @@ It exists to measure the serving stack's own overhead: every iteration takes
 `step_ms` for the whole batch, whatever its size, and each sequence's tokens are a
 deterministic function of its seed. It needs neither torch nor a checkpoint.
 
+Pacing: while the engine is busy (some sequence of this step also took part in the
+previous one), a step ends `step_ms` after the previous step ended, so the scheduler's
+own work between steps (building and queueing 256 responses takes milliseconds in
+Python) falls inside the step, as a real engine's host work overlaps its GPU step;
+timed from each step's start instead, that work made every iteration longer than
+`step_ms` at high concurrency. A step after an idle engine takes `step_ms` from its own
+start. When the work between steps exceeds a step, steps follow without sleeping.
+
 Honoured: bad words (banned tokens are never drawn), min_tokens, end_id policy below,
 and guided decoding: a guided sequence draws uniformly among the tokens its guide allows
 next (so benchmarks can send guided requests too; needs `tokenizer_dir`), and its guide,
@@ -42,6 +50,7 @@ SYNTHETIC_MAX_SEQ_LEN = 1 << 20
 class _SequenceState:
     rng: random.Random
     guide: GuideState | None = None
+    last_step: int | None = None  # the step this sequence last took part in
 
 
 class SyntheticBackend(GenerationBackend):
@@ -55,6 +64,7 @@ class SyntheticBackend(GenerationBackend):
         end_id_policy: int = -1,
         tokenizer_dir: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if vocab_size < 2:
             raise ValueError(f"synthetic_vocab_size must be at least 2, got {vocab_size}")
@@ -64,8 +74,11 @@ class SyntheticBackend(GenerationBackend):
         self._vocab = vocab_size
         self._end_id_policy = end_id_policy
         self._sleep = sleep
+        self._clock = clock
         self._uniform_log_prob = -math.log(vocab_size)
         self.guides = GuidedDecoder(tokenizer_dir, vocab_size)
+        self._steps = 0  # steps taken so far
+        self._last_step_end = 0.0
 
     @property
     def vocab_size(self) -> int:
@@ -79,17 +92,28 @@ class SyntheticBackend(GenerationBackend):
         seq.backend_state = _SequenceState(random.Random(seq.seed), self.guides.start(seq.spec))
 
     def step(self, seqs: Sequence[LiveSequence]) -> list[StepOutput | Exception]:
-        started = time.monotonic()
+        started = self._clock()
+        this_step = self._steps
+        self._steps += 1
+        continuing = False  # whether the engine was busy right before this step
         results: list[StepOutput | Exception] = []
         for seq in seqs:
+            state: _SequenceState = seq.backend_state
+            continuing = continuing or state.last_step == this_step - 1
+            state.last_step = this_step
             try:
                 results.append(self._draw(seq))
             except Exception as exc:
                 results.append(exc)
-        # The whole batch takes one step time, like one engine iteration.
-        remaining = self._step_s - (time.monotonic() - started)
+        # The whole batch takes one step time, like one engine iteration (see the
+        # module docstring for when it is counted from).
+        ends = (self._last_step_end if continuing else started) + self._step_s
+        remaining = ends - self._clock()
         if remaining > 0:
             self._sleep(remaining)
+            self._last_step_end = ends  # on the grid, whatever the sleep overshot
+        else:
+            self._last_step_end = self._clock()  # late: the grid starts again from here
         return results
 
     def _draw(self, seq: LiveSequence) -> StepOutput:

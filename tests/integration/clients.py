@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 from bls.client import StreamedResponse, stream_generate
+from local_triton.server import read_metric
 
 BLS = "tensorrt_llm_bls"
 
@@ -68,22 +68,8 @@ def grpc_text(responses: list[StreamedResponse]) -> str:
     return "".join(r.text() for r in responses if "text_output" in r.outputs)
 
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
-
-
-def metric(metrics_url: str, name: str, **labels: str) -> float:
-    """Sum of a Prometheus metric's samples whose labels include `labels`."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as reply:
-        text = reply.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line.strip())
-        if not match or match.group(1) != name:
-            continue
-        label_text = match.group(2) or ""
-        if all(f'{key}="{value}"' in label_text for key, value in labels.items()):
-            total += float(match.group(3))
-    return total
+# Sum of a Prometheus metric's samples whose labels include the given ones.
+metric = read_metric
 
 
 def wait_for(condition, timeout_s: float = 10.0) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,8 +22,9 @@ from tests.integration.test_launcher import nothing_listens_on, wait_ready
 pytestmark = pytest.mark.integration
 
 
-def serve_until_stopped(args: list[str], check) -> str:
-    """Run llm-bls-serve with `args`, run `check(url)` once ready, then SIGTERM it.
+def serve_until_stopped(args: list[str], check, announced_by: str = "/generate_stream") -> str:
+    """Run llm-bls-serve with `args`, run `check(url)` once ready, then SIGTERM it once it
+    has printed a line with `announced_by` (its examples, printed when all is up).
 
     Returns what it printed."""
     http_port = free_port()
@@ -32,12 +34,30 @@ def serve_until_stopped(args: list[str], check) -> str:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    announced = threading.Event()
+
+    def read_output() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if announced_by in line:
+                announced.set()
+        announced.set()  # it exited: nothing more to wait for
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     url = f"http://127.0.0.1:{http_port}"
     try:
         wait_ready(url, process, timeout_s=180)
         check(url)
+        # The launcher is up once it prints its examples, which can come a moment after a
+        # check has already been answered (the gateway serves before its health poll returns).
+        assert announced.wait(timeout=60), "llm-bls-serve never printed its examples"
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        reader.join(timeout=10)
+        output = "".join(lines)
         assert process.returncode == 0, output
     finally:
         if process.poll() is None:
@@ -129,7 +149,9 @@ def test_demo_with_openai_starts_the_gateway_and_stops_it_with_the_server():
         assert reply.choices[0].finish_reason == "length"
         assert reply.usage.completion_tokens == 4
 
-    output = serve_until_stopped(["--demo", "--openai", "--openai-port", str(port)], check)
+    output = serve_until_stopped(
+        ["--demo", "--openai", "--openai-port", str(port)], check, announced_by="/chat/completions"
+    )
     base = f"http://127.0.0.1:{port}/v1"
     assert f"curl -s {base}/chat/completions" in output
     assert f'OpenAI(base_url="{base}", api_key="none")' in output

@@ -91,3 +91,50 @@ def test_response_tensors_are_read_by_dtype_and_shape():
     response.raw_output_contents.append(b"")
     with pytest.raises(ValueError, match="unsupported datatype BYTES"):
         _tensors(response)
+
+
+def _response(*outputs):
+    response = service_pb2.ModelInferResponse(id="1")
+    for name, array, dtype in outputs:
+        tensor = response.outputs.add(name=name, datatype=dtype)
+        tensor.shape.extend(array.shape)
+        response.raw_output_contents.append(array.tobytes())
+    return response
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        _response(
+            ("output_ids", np.array([[[7, 8, 9]]], np.int32), "INT32"),
+            ("sequence_length", np.array([[2]], np.int32), "INT32"),
+        ),
+        _response(
+            ("output_ids", np.array([[[7, 8]], [[5, 6]]], np.int32), "INT32"),
+            ("sequence_length", np.array([[2], [1]], np.int32), "INT32"),
+            ("batch_index", np.array([[0], [1]], np.int32), "INT32"),
+            ("sequence_index", np.array([[0], [0]], np.int32), "INT32"),
+        ),
+        _response(("output_ids", np.array([[[]]], np.int32).reshape(1, 1, 0), "INT32")),
+    ],
+)
+def test_the_fast_path_reads_what_the_generic_one_does(response):
+    from bls.engine_grpc import _single_row
+    from bls.engine_io import engine_rows
+
+    generic = engine_rows(_tensors(response))
+    fast = _single_row(response)
+    assert fast is None or fast == generic
+    if len(response.outputs) == 2:
+        assert fast == generic and fast[0].token_ids == (7, 8)
+
+
+def test_a_length_beyond_the_ids_is_refused():
+    from bls.engine_grpc import _single_row
+
+    response = _response(
+        ("output_ids", np.array([[[7]]], np.int32), "INT32"),
+        ("sequence_length", np.array([[3]], np.int32), "INT32"),
+    )
+    with pytest.raises(ValueError, match="sequence_length 3"):
+        _single_row(response)

@@ -124,3 +124,34 @@ def test_a_rendering_failure_still_ends_the_stream_with_an_error():
     assert sink.errors == [
         ("tensorrt_llm_bls: internal error while sending a response", "INTERNAL")
     ]
+
+
+def test_a_first_response_goes_ahead_of_streams_under_way():
+    senders = SenderPool(1)
+    order: list[str] = []
+
+    class Named(BlockingSink):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def send(self, outputs, final: bool) -> None:
+            order.append(self.name)
+            super().send(outputs, final)
+
+    blocker, running, fresh = Named("blocker"), Named("running"), Named("fresh")
+    running.release.set()
+    fresh.release.set()
+    under_way = ClientStream(running, render, streaming=True, senders=senders)
+    under_way.offer([delta("a")], final=False)
+    assert running.first_send_started.wait(5)
+    # The only sender is now stuck in the blocker's send...
+    ClientStream(blocker, render, streaming=True, senders=senders).offer([delta("x")], True)
+    assert blocker.first_send_started.wait(5)
+    # ... while a stream under way and a new one queue up: the new one goes first.
+    under_way.offer([delta("b")], final=True)
+    ClientStream(fresh, render, streaming=True, senders=senders).offer([delta("c")], True)
+    blocker.release.set()
+    assert running.done.wait(5) and fresh.done.wait(5)
+    senders.close()
+    assert order == ["running", "blocker", "fresh", "running"]

@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bls.limits import BlsLimits, ServingOptions
+from bls.limits import BlsLimits, RequestLogSettings, ServingOptions
 from bls.request_fields import INPUT_SPECS, PARAMETER_NAMES
 from preprocessing.config import ConfigError
 
@@ -121,6 +121,8 @@ def test_parameters_hold_finished_values(config):
         "cancellation_check_period_ms": "100",
         "response_sender_threads": "8",
         "engine_stall_timeout_s": "600",
+        "request_log_level": "info",
+        "request_log_text": "false",
     }
     code = [line.split("#", 1)[0] for line in CONFIG.read_text(encoding="utf-8").splitlines()]
     assert not [line for line in code if "${" in line]
@@ -142,6 +144,14 @@ def test_serving_options_from_the_shipped_config(config):
 def test_a_bad_serving_option_names_itself(name, value):
     with pytest.raises(ConfigError, match=name):
         ServingOptions.from_parameters({name: value})
+
+
+def test_request_log_settings():
+    assert RequestLogSettings.from_parameters({}) == RequestLogSettings("info", False)
+    settings = {"request_log_level": "Verbose", "request_log_text": "true"}
+    assert RequestLogSettings.from_parameters(settings) == RequestLogSettings("verbose", True)
+    with pytest.raises(ConfigError, match="request_log_level must be one of off, info, verbose"):
+        RequestLogSettings.from_parameters({"request_log_level": "debug"})
 
 
 def test_limits_from_the_shipped_config(config):

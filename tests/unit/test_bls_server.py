@@ -129,7 +129,10 @@ class RecordingSink:
             if outputs is None:
                 continue
             for row in range(outputs["text_output"].shape[0]):
-                key = (int(outputs["batch_index"][row, 0]), int(outputs["sequence_index"][row, 0]))
+                # Mid-sequence responses of a one-sequence request leave the indices out.
+                batch = outputs.get("batch_index", np.zeros((row + 1, 1), np.int32))
+                sample = outputs.get("sequence_index", np.zeros((row + 1, 1), np.int32))
+                key = (int(batch[row, 0]), int(sample[row, 0]))
                 if key == sequence:
                     found.append(outputs["text_output"][row, 0].decode())
         return found
@@ -148,9 +151,12 @@ def tokenizer(fixture_paths):
     return load_tokenizer(fixture_paths.sentencepiece_tokenizer)
 
 
-def make_server(tokenizer, engine, limits: BlsLimits | None = None, **options: int) -> BlsServer:
+def make_server(
+    tokenizer, engine, limits: BlsLimits | None = None, reporter=None, **options: int
+) -> BlsServer:
     options.setdefault("cancellation_check_period_ms", 1)
     return BlsServer(
+        reporter=reporter,
         validator=RequestValidator(
             PromptEncoder(tokenizer, PreprocessingLimits()), limits or BlsLimits()
         ),
@@ -233,8 +239,8 @@ def test_streaming_deltas_concatenate_to_the_full_text(tokenizer):
     assert sink.last("finish_reason") == "length"
     # Each response carries the tokens it adds; a stream's counts add up to the total.
     assert sink.total("num_output_tokens") == len(ids)
-    finish_reasons = [o["finish_reason"][0, 0] for o, _ in sink.sent[:-1] if o is not None]
-    assert set(finish_reasons) <= {b""}
+    # The finish reason comes with the last response only; the ones before carry the text.
+    assert all("finish_reason" not in o for o, _ in sink.sent[:-1] if o is not None)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -771,3 +777,60 @@ def test_dropped_and_finished_requests_leave_no_state_behind(tokenizer):
         assert any(sink.sent and sink.last("finish_reason") == "cancelled" for sink in sinks)
     finally:
         server.close()
+
+
+class RecordingReporter:
+    def __init__(self) -> None:
+        self.records = []
+
+    def record(self, record) -> None:
+        self.records.append(record)
+
+
+def test_every_request_leaves_one_record(tokenizer):
+    ids = ids_of(tokenizer, GENERATED)
+    reporter = RecordingReporter()
+    server = make_server(tokenizer, ScriptedEngine({(0, 0): ids}), reporter=reporter)
+    try:
+        good, bad = RecordingSink(), RecordingSink()
+        server.submit(text_inputs("Hi", stream=True, stop_words=["STOP"]), {}, good, "a")
+        server.submit(text_inputs("Hi", max_tokens=0), {}, bad, "b")
+        assert good.done.wait(10) and bad.done.wait(10)
+        wait_idle(server)
+    finally:
+        server.close()
+    by_id = {record.request_id: record for record in reporter.records}
+    assert set(by_id) == {"a", "b"}
+    served, refused = by_id["a"], by_id["b"]
+    assert served.finish_reason == "stop" and served.error_kind is None
+    assert served.prompt_tokens == len(tokenizer.encode("Hi"))
+    assert served.output_tokens == sum(
+        1 for k in range(1, len(ids) + 1) if "STOP" not in tokenizer.decode(ids[: k - 1])
+    )
+    assert served.received_s <= served.started_s <= served.first_token_s
+    assert served.first_token_s <= served.last_token_s <= served.finished_s
+    assert (refused.finish_reason, refused.error_kind) == ("error", "invalid_request")
+    assert "max_tokens" in refused.error and refused.started_s is None
+
+
+def test_a_request_cancelled_while_waiting_is_recorded_as_such(tokenizer):
+    engine = GatedEngine({(0, 0): [5]})
+    reporter = RecordingReporter()
+    server = make_server(tokenizer, engine, reporter=reporter, max_concurrent_requests=1)
+    try:
+        server.submit(text_inputs("first"), {}, RecordingSink(), "first")
+        assert engine.started.acquire(timeout=5)
+        waiting = RecordingSink(cancel_after_sends=0)
+        server.submit(text_inputs("second"), {}, waiting, "second")
+        assert waiting.done.wait(5)
+        engine.release.set()
+        wait_idle(server)
+    finally:
+        engine.release.set()
+        server.close()
+    by_id = {record.request_id: record for record in reporter.records}
+    assert (by_id["second"].finish_reason, by_id["second"].error_kind) == (
+        "cancelled",
+        "cancelled_waiting",
+    )
+    assert by_id["first"].finish_reason == "stop"  # one token of 128: the model ended it

@@ -84,6 +84,26 @@ def test_tensor_parallel_needs_no_launcher(checkpoint, tmp_path, capsys):
     assert "the LLM API starts 2 GPU workers itself" in stdout
 
 
+def test_guided_decoding_switches_the_llm_api_backend_on_without_a_tokenizer_info_file(
+    checkpoint, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    engine_config = out / "model_repository" / "tensorrt_llm" / "config.pbtxt"
+    code, stdout, stderr = build(checkpoint, out, capsys, "--dry-run", "--guided-decoding")
+    assert code == 0, stderr
+    params = config_parameters(parse(engine_config))
+    assert params["guided_decoding_backend"] == "xgrammar"
+    assert LlmApiConfig.from_parameters(params).llm_kwargs()["guided_decoding_backend"] == (
+        "xgrammar"
+    )
+    # The LLM API builds xgrammar's tokenizer information itself.
+    assert not (out / "xgrammar_tokenizer_info.json").exists()
+    assert "write_xgrammar_tokenizer_info" not in stdout
+    code, _, stderr = build(checkpoint, out, capsys, "--dry-run", "--overwrite")
+    assert code == 0, stderr
+    assert config_parameters(parse(engine_config))["guided_decoding_backend"] == ""
+
+
 def test_a_modelopt_export_is_reported(checkpoint, tmp_path, capsys):
     export = tmp_path / "fp8"
     shutil.copytree(checkpoint, export)

@@ -370,6 +370,39 @@ def test_an_engine_refusal_is_an_error_response(driver_and_engine, refusal, code
     assert sink.finals == 1
 
 
+def test_a_guided_request_reaches_the_engine_with_its_guide():
+    pytest.importorskip("xgrammar")  # the contract layer checks guides with it
+    engine = ScriptedLlmEngine()
+    driver = LlmApiDriver(engine, guided_decoding_backend="xgrammar")
+    driver.start()
+    try:
+        guided, plain = RecordingSink(), RecordingSink()
+        json_guide = np.array([[b"json"]], dtype=object)
+        driver.submit(request([[1]], 2, guided_decoding_guide_type=json_guide), guided)
+        assert guided.wait_done(10)
+        driver.submit(request([[1]], 2), plain)
+        assert plain.wait_done(10)
+    finally:
+        driver.shutdown()
+    assert guided.error is None and plain.error is None
+    assert [s.call.guided_decoding for s in engine.streams] == [{"json_object": True}, None]
+
+
+def test_a_guided_request_without_a_backend_is_refused_before_any_engine_request(
+    driver_and_engine,
+):
+    pytest.importorskip("xgrammar")
+    driver, engine = driver_and_engine  # no guided_decoding_backend
+    sink = RecordingSink()
+    # Row 0 unguided, row 1 guided: the refusal comes before row 0 starts.
+    inputs = {"guided_decoding_guide_type": np.array([[b""], [b"json"]], dtype=object)}
+    driver.submit(request([[1], [2]], 2, **inputs), sink)
+    assert sink.wait_done(10)
+    assert sink.error is not None and sink.error[1] == "UNSUPPORTED"
+    assert "guided_decoding_backend" in sink.error[0]
+    assert sink.finals == 1 and engine.streams == []
+
+
 def test_a_failing_stream_is_an_internal_error(driver_and_engine):
     driver, engine = driver_and_engine
     engine.fail_with = RuntimeError("CUDA error")

@@ -31,11 +31,11 @@ from llm_api_engine.release import (
 from llm_api_engine.sampling import (
     GUIDE_TYPE_FIELDS,
     generation_call,
-    guided_decoding_kwargs,
     sampling_params_kwargs,
 )
 from offline_fixtures import ensure_fixtures
 from preprocessing.errors import RequestError
+from preprocessing.guided_decoding import GuideType
 from preprocessing.word_lists import encode_word_list
 from reference_engine.contract import EngineLimits, parse_request
 
@@ -175,30 +175,74 @@ def test_generation_call_is_one_request_per_sample_with_the_prompt_tokens():
     assert call.guided_decoding is None
 
 
-@pytest.mark.parametrize(
-    ("guide_type", "guide", "expected"),
-    [
-        ("json", "", {"json_object": True}),
-        ("json_schema", '{"type": "object"}', {"json": '{"type": "object"}'}),
-        ("regex", "[a-z]+", {"regex": "[a-z]+"}),
-        ("ebnf_grammar", 'root ::= "a"', {"grammar": 'root ::= "a"'}),
-        ("structural_tag", "{}", {"structural_tag": "{}"}),
-    ],
-)
-def test_guided_decoding_inputs_map_to_guided_decoding_params(guide_type, guide, expected):
-    kwargs = guided_decoding_kwargs(guide_type, guide)
-    assert kwargs == expected
-    assert set(kwargs) <= GUIDED_DECODING_FIELDS
+def strings(value: str) -> np.ndarray:
+    return np.array([[value.encode("utf-8")]], dtype=object)
+
+
+SCHEMA = '{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}'
+
+# The contract's guide inputs -> the GuidedDecodingParams keyword arguments they become:
+# one field per guide type (tensorrt_llm/sampling_params.py, GuidedDecodingParams).
+GUIDES = {
+    "json": ({"guided_decoding_guide_type": strings("json")}, {"json_object": True}),
+    "json_schema": (
+        {
+            "guided_decoding_guide_type": strings("json_schema"),
+            "guided_decoding_guide": strings(SCHEMA),
+        },
+        {"json": SCHEMA},
+    ),
+    "regex": (
+        {
+            "guided_decoding_guide_type": strings("regex"),
+            "guided_decoding_guide": strings("[a-z]+"),
+        },
+        {"regex": "[a-z]+"},
+    ),
+    "ebnf_grammar": (
+        {
+            "guided_decoding_guide_type": strings("ebnf_grammar"),
+            "guided_decoding_guide": strings('root ::= "yes" | "no"'),
+        },
+        {"grammar": 'root ::= "yes" | "no"'},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GUIDES))
+def test_a_guide_becomes_the_guided_decoding_params_of_the_cited_release(case):
+    pytest.importorskip("xgrammar")  # the contract layer checks the guide with it
+    inputs, expected = GUIDES[case]
+    call = generation_call(spec_of(**inputs), 11, guided_decoding_backend="xgrammar")
+    assert call.guided_decoding == expected
+    assert set(call.guided_decoding) <= GUIDED_DECODING_FIELDS
+    # The engine passes it as SamplingParams(guided_decoding=GuidedDecodingParams(...)).
+    assert "guided_decoding" in SAMPLING_PARAMS_FIELDS
+    # The rest of the call is the unguided one.
+    assert call.sampling_params.keys() == kwargs_of().keys()
+
+
+def test_every_contract_guide_type_has_a_guided_decoding_params_field():
+    assert set(GUIDE_TYPE_FIELDS) == set(GuideType)
     assert set(GUIDE_TYPE_FIELDS.values()) <= GUIDED_DECODING_FIELDS
+    assert len(set(GUIDE_TYPE_FIELDS.values())) == len(GUIDE_TYPE_FIELDS)
 
 
-def test_guided_decoding_refusals_name_the_input():
+def test_an_unguided_request_has_no_guided_decoding_whatever_the_backend():
+    assert (
+        generation_call(spec_of(), 11, guided_decoding_backend="xgrammar").guided_decoding is None
+    )
+    assert generation_call(spec_of(), 11).guided_decoding is None
+
+
+def test_a_guide_without_a_guided_decoding_backend_is_refused_naming_the_parameter():
+    pytest.importorskip("xgrammar")
+    inputs, _ = GUIDES["json_schema"]
     with pytest.raises(RequestError) as err:
-        guided_decoding_kwargs("yaml", "x")
+        generation_call(spec_of(**inputs), 11, guided_decoding_backend=None)
     assert err.value.field == "guided_decoding_guide_type"
-    with pytest.raises(RequestError) as err:
-        guided_decoding_kwargs("regex", "")
-    assert err.value.field == "guided_decoding_guide"
+    assert err.value.code == "UNSUPPORTED"
+    assert "guided_decoding_backend" in err.value.message
 
 
 # --- the logits processor -------------------------------------------------------------
@@ -383,6 +427,21 @@ def test_real_sampling_params_accept_the_keywords(case):
     for name, value in kwargs.items():
         if name != "logits_processor":
             assert getattr(params, name) == value, name
+
+
+@needs_tensorrt_llm
+@pytest.mark.parametrize("case", sorted(GUIDES))
+def test_real_sampling_params_accept_the_guided_decoding_params(case):
+    from tensorrt_llm import SamplingParams
+    from tensorrt_llm.llmapi import GuidedDecodingParams
+
+    inputs, expected = GUIDES[case]
+    call = generation_call(spec_of(**inputs), 11, guided_decoding_backend="xgrammar")
+    params = SamplingParams(
+        **call.sampling_params, guided_decoding=GuidedDecodingParams(**call.guided_decoding)
+    )
+    for name, value in expected.items():
+        assert getattr(params.guided_decoding, name) == value, name
 
 
 @needs_tensorrt_llm

@@ -20,8 +20,7 @@ from tests.unit.test_reference_engine_triton_glue import (
 )
 
 
-@pytest.fixture
-def model():
+def make_model(**parameters: str) -> TritonLlmApiModel:
     engines: list[ScriptedLlmEngine] = []
 
     def factory(config: LlmApiConfig) -> ScriptedLlmEngine:
@@ -30,9 +29,17 @@ def model():
 
     checkpoint = str(ensure_fixtures().tiny_llama)
     made = TritonLlmApiModel(
-        pb_utils, model_args(model_dir=checkpoint, max_seq_len="64"), engine_factory=factory
+        pb_utils,
+        model_args(model_dir=checkpoint, max_seq_len="64", **parameters),
+        engine_factory=factory,
     )
     made.engines = engines
+    return made
+
+
+@pytest.fixture
+def model():
+    made = make_model()
     yield made
     made.finalize()
 
@@ -64,6 +71,38 @@ def test_refusals_name_the_llm_api_model(model):
     ((response, flags),) = req.sender.sent
     assert flags == FINAL and response.error.code == "UNSUPPORTED"
     assert "LoRA is not supported by the tensorrt_llm LLM-API model" in response.error.message
+
+
+SCHEMA_GUIDE = {
+    "guided_decoding_guide_type": np.array([[b"json_schema"]], dtype=object),
+    "guided_decoding_guide": np.array([[b'{"type": "object"}']], dtype=object),
+}
+
+
+def test_guided_decoding_backend_parameter_lets_guides_through():
+    pytest.importorskip("xgrammar")
+    guided = make_model(guided_decoding_backend="xgrammar")
+    try:
+        req = FakeRequest(gen_inputs(2, **SCHEMA_GUIDE))
+        guided.execute([req])
+        assert req.sender.event.wait(10)
+        assert req.sender.sent[-1][1] == FINAL and req.sender.sent[-1][0].error is None
+        (stream,) = guided.engines[0].streams
+        assert stream.call.guided_decoding == {"json": '{"type": "object"}'}
+    finally:
+        guided.finalize()
+
+
+def test_without_guided_decoding_backend_a_guide_is_refused(model):
+    pytest.importorskip("xgrammar")
+    req = FakeRequest(gen_inputs(2, **SCHEMA_GUIDE))
+    model.execute([req])
+    assert req.sender.event.wait(10)
+    ((response, flags),) = req.sender.sent
+    assert flags == FINAL and response.error.code == "UNSUPPORTED"
+    assert "guided_decoding_guide_type" in response.error.message
+    assert "guided_decoding_backend" in response.error.message
+    assert model.engines[0].streams == []
 
 
 def test_stop_request_by_id(model):

@@ -167,11 +167,34 @@ def test_response_format_maps_to_guided_decoding():
     assert json.loads(guide) == schema
 
 
-def test_a_json_schema_format_without_a_schema_is_refused():
+def test_completions_response_format_guides_every_prompt():
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    sent = tensors(
+        completion(
+            prompt=["a", "b"],
+            response_format={"type": "json_schema", "json_schema": {"schema": schema}},
+        )
+    )
+    assert sent["guided_decoding_guide_type"] == (
+        "BYTES",
+        [2, 1],
+        [[b"json_schema"], [b"json_schema"]],
+    )
+    dtype, shape, rows = sent["guided_decoding_guide"]
+    assert (dtype, shape) == ("BYTES", [2, 1])
+    assert [json.loads(guide) for [guide] in rows] == [schema, schema]
+    json_object = tensors(completion(prompt="a", response_format={"type": "json_object"}))
+    assert json_object["guided_decoding_guide_type"] == ("BYTES", [1, 1], [[b"json"]])
+    assert "guided_decoding_guide_type" not in completion(prompt="a").inputs
+
+
+@pytest.mark.parametrize(("make", "fields"), [(chat, {}), (completion, {"prompt": "a"})])
+def test_a_json_schema_format_without_a_schema_is_refused(make, fields):
     refused(
-        chat,
+        make,
         "response_format.json_schema.schema",
         response_format={"type": "json_schema", "json_schema": {"name": "x"}},
+        **fields,
     )
 
 

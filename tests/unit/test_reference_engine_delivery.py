@@ -77,3 +77,92 @@ def test_errors_are_queued_behind_responses():
 def test_lanes_must_be_positive():
     with pytest.raises(ValueError, match="lanes"):
         ResponseDelivery(lanes=0)
+
+
+class PolledSink(RecordingSink):
+    """Counts cancellation polls and where they ran; a poll can be made to block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.poll_fails = False
+
+    def is_cancelled(self) -> bool:
+        self.gate.wait(5)
+        self.polls.append(threading.current_thread().name)
+        if self.poll_fails:
+            raise RuntimeError("server gone")
+        return super().is_cancelled()
+
+
+def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_cancellation_polls_run_on_the_lane_and_never_block_the_caller():
+    delivery = ResponseDelivery(lanes=1)
+    sink = PolledSink()
+    sink.gate.clear()  # the round trip hangs until released
+    queued = delivery.wrap(sink)
+    sink.cancelled = True
+    started = time.monotonic()
+    for _ in range(100):  # the scheduler polls while the first poll is still out
+        assert not queued.is_cancelled()
+    assert time.monotonic() - started < 0.5
+    sink.gate.set()
+    assert wait_until(lambda: len(sink.polls) == 1)
+    assert sink.polls == ["reference-engine-send-0"]  # one poll in flight at a time
+    # The reading arrives with the next poll.
+    assert wait_until(queued.is_cancelled)
+    delivery.close()
+
+
+def test_a_failed_poll_is_not_a_lost_client():
+    delivery = ResponseDelivery(lanes=1)
+    sink = PolledSink()
+    sink.poll_fails = True
+    queued = delivery.wrap(sink)
+    assert not queued.is_cancelled()
+    assert wait_until(lambda: len(sink.polls) == 1)
+    sink.poll_fails = False
+    assert wait_until(lambda: not queued.is_cancelled() and len(sink.polls) >= 2)
+    queued.send({"step": 0}, final=True)
+    delivery.close()
+    assert len(sink.responses) == 1
+
+
+def test_wait_for_backlog_blocks_until_the_lanes_catch_up():
+    delivery = ResponseDelivery(lanes=2)
+    sinks = [SlowSink(0.02) for _ in range(2)]
+    wrapped = [delivery.wrap(sink) for sink in sinks]
+    for step in range(5):
+        for queued in wrapped:
+            queued.send({"step": step}, final=step == 4)
+    assert delivery.backlog >= 8  # 10 sends of 20 ms on 2 lanes: 100 ms of work
+    started = time.monotonic()
+    assert delivery.wait_for_backlog(2)
+    assert time.monotonic() - started >= 0.04  # at least 3 sends per lane had to go
+    assert delivery.backlog <= 2
+    assert delivery.wait_for_backlog(0)
+    assert all(len(sink.responses) == 5 for sink in sinks)
+    delivery.close()
+
+
+def test_wait_for_backlog_gives_up_after_its_timeout():
+    delivery = ResponseDelivery(lanes=1)
+    sink = PolledSink()
+    sink.gate.clear()  # a poll that hangs
+    queued = delivery.wrap(sink)
+    queued.is_cancelled()
+    queued.send({"step": 0}, final=True)
+    assert not delivery.wait_for_backlog(0, timeout_s=0.05)
+    sink.gate.set()
+    assert delivery.wait_for_backlog(0)
+    delivery.close()

@@ -336,6 +336,24 @@ def test_cancellation_check_period_limits_polls():
     assert polls == pytest.approx([0.0, 0.12, 0.24, 0.36])
 
 
+def test_before_step_is_called_with_each_batch_size_before_the_step():
+    calls = []
+    backend = ScriptedBackend()
+    original_step = backend.step
+
+    def step(seqs):
+        calls.append(("step", len(seqs)))
+        return original_step(seqs)
+
+    backend.step = step
+    sched = Scheduler(backend, before_step=lambda size: calls.append(("before", size)))
+    short, long = RecordingSink(), RecordingSink()
+    sched.submit(request([[1]], 1), short)
+    sched.submit(request([[2]], 2), long)
+    drive(sched, [short, long])
+    assert calls == [("before", 2), ("step", 2), ("before", 1), ("step", 1)]
+
+
 def test_backend_failure_fails_only_that_request():
     backend = ScriptedBackend()
     backend.fail_prompts = {2}
@@ -473,6 +491,75 @@ def test_synthetic_step_time_is_per_batch():
     backend.step(seqs)
     elapsed = time.monotonic() - started
     assert 0.028 <= elapsed < 0.2
+
+
+class FakeTime:
+    """A clock that only moves when the backend sleeps or the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+def synthetic_with_fake_time(step_ms: float = 20) -> tuple[SyntheticBackend, FakeTime]:
+    fake = FakeTime()
+    return SyntheticBackend(
+        step_ms=step_ms, vocab_size=10, sleep=fake.sleep, clock=fake.clock
+    ), fake
+
+
+def live(i: int) -> LiveSequence:
+    return LiveSequence(spec=request([[i + 1]], 100).sequences[0], seed=i)
+
+
+def test_synthetic_steps_keep_their_pace_through_the_work_between_them():
+    backend, fake = synthetic_with_fake_time(step_ms=20)
+    seqs = [live(i) for i in range(4)]
+    for s in seqs:
+        backend.admit(s)
+    backend.step(seqs)  # a first step: a whole step from its start
+    assert fake.sleeps == [0.02]
+    fake.now += 0.005  # the scheduler builds and queues responses for 5 ms
+    backend.step(seqs)
+    assert fake.sleeps[-1] == 0.015  # the step still ends 20 ms after the previous one
+    newcomer = live(9)
+    backend.admit(newcomer)
+    fake.now += 0.003
+    backend.step([*seqs, newcomer])  # joins a busy engine: same pace
+    assert fake.sleeps[-1] == 0.017
+
+
+def test_synthetic_step_after_an_idle_engine_takes_a_whole_step():
+    backend, fake = synthetic_with_fake_time(step_ms=20)
+    first, second = live(1), live(2)
+    backend.admit(first)
+    backend.step([first])
+    backend.release(first)
+    fake.now += 0.004  # a new request arrives 4 ms after the last one finished
+    backend.admit(second)
+    backend.step([second])
+    assert fake.sleeps == [0.02, 0.02]
+
+
+def test_synthetic_steps_behind_their_pace_do_not_sleep():
+    backend, fake = synthetic_with_fake_time(step_ms=20)
+    seqs = [live(i) for i in range(2)]
+    for s in seqs:
+        backend.admit(s)
+    backend.step(seqs)
+    fake.now += 0.025  # the work between steps took longer than a step
+    backend.step(seqs)
+    assert fake.sleeps == [0.02]  # no sleep: the step is already late
+    fake.now += 0.001
+    backend.step(seqs)  # the pace starts again from the late step
+    assert fake.sleeps == [0.02, 0.019]
 
 
 @pytest.mark.parametrize("streaming", [True, False])

@@ -4,7 +4,13 @@ import pytest
 
 from local_triton.cli import parse_overrides
 from local_triton.model_config import config_parameters, load_model_config
-from local_triton.staging import EngineKind, StagingError, StagingPlan, stage_repository
+from local_triton.staging import (
+    EngineKind,
+    StagingError,
+    StagingPlan,
+    default_model_repository,
+    stage_repository,
+)
 
 ENGINE_CONFIG = """\
 name: "tensorrt_llm"
@@ -103,6 +109,37 @@ def test_only_stages_the_named_models(source: Path, tmp_path: Path):
         StagingPlan(source=source, only=frozenset({"preprocessing"})), tmp_path / "out"
     )
     assert sorted(p.name for p in staged.iterdir()) == ["preprocessing"]
+
+
+def test_instance_counts_are_written_into_the_staged_configs(tmp_path: Path):
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    plan = StagingPlan(
+        source=default_model_repository(),
+        engine=EngineKind.SYNTHETIC,
+        model_dir=checkpoint,
+        only=frozenset({"tensorrt_llm", "tensorrt_llm_bls"}),
+        instance_counts={"tensorrt_llm_bls": 3},
+    )
+    staged = stage_repository(plan, tmp_path / "out")
+    bls = load_model_config(staged / "tensorrt_llm_bls" / "config.pbtxt")
+    engine = load_model_config(staged / "tensorrt_llm" / "config.pbtxt")
+    assert [group.count for group in bls.instance_group] == [3]
+    assert [group.count for group in engine.instance_group] == [1]  # as shipped
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        ({"postprocesing": 2}, "instance counts name models not in .*postprocesing"),
+        ({"preprocessing": 2}, "no instance_group with a count"),  # its config has none
+        ({"tensorrt_llm": 0}, "instance count must be at least 1"),
+    ],
+)
+def test_bad_instance_counts_are_clear_errors(source: Path, tmp_path: Path, counts, message):
+    plan = StagingPlan(source=source, instance_counts=counts)
+    with pytest.raises(StagingError, match=message):
+        stage_repository(plan, tmp_path / "out")
 
 
 def test_parse_overrides():

@@ -18,9 +18,10 @@ except ImportError:  # a checkout handed straight to tritonserver, not pip-insta
 import triton_python_backend_utils as pb_utils
 
 from bls.engine_grpc import GrpcEngineClient, resolve_engine_url
-from bls.limits import BLS_PARAMETERS, BlsLimits, ServingOptions
+from bls.limits import BLS_PARAMETERS, BlsLimits, RequestLogSettings, ServingOptions
+from bls.metrics import METRICS, RequestReporter
 from bls.server import BlsServer
-from bls.triton_io import TritonLogHandler, TritonResponseSink
+from bls.triton_io import TritonLogHandler, TritonMetricsExporter, TritonResponseSink
 from bls.validation import RequestValidator
 from postprocessing.detokenizer import IncrementalDetokenizer
 from preprocessing.config import (
@@ -45,6 +46,23 @@ class TritonPythonModel:
         limits = BlsLimits.from_parameters(
             parameters, max_batch_size=int(config.get("max_batch_size", 1)) or 1
         )
+        options = ServingOptions.from_parameters(parameters)
+        log_settings = RequestLogSettings.from_parameters(parameters)
+        self.server = None
+        self.reporter = RequestReporter(
+            TritonMetricsExporter(pb_utils, METRICS),
+            labels={"model": args.get("model_name", "tensorrt_llm_bls")},
+            gauges=lambda: (
+                (self.server.admission.active_count, self.server.admission.waiting_count)
+                if self.server is not None
+                else (0, 0)
+            ),
+            log={
+                "off": None,
+                "info": pb_utils.Logger.log_info,
+                "verbose": pb_utils.Logger.log_verbose,
+            }[log_settings.level],
+        )
         engine_url = resolve_engine_url(parameters.get("engine_grpc_url", "auto"))
         engine_model = parameters.get("tensorrt_llm_model_name", "tensorrt_llm")
         logging.getLogger("bls").info(
@@ -58,7 +76,9 @@ class TritonPythonModel:
             new_detokenizer=lambda request: IncrementalDetokenizer(
                 tokenizer, skip_special_tokens=request.skip_special_tokens
             ),
-            options=ServingOptions.from_parameters(parameters),
+            options=options,
+            reporter=self.reporter,
+            log_text=log_settings.text,
         )
 
     def execute(self, requests):
@@ -67,8 +87,10 @@ class TritonPythonModel:
                 {tensor.name(): tensor.as_numpy() for tensor in request.inputs()},
                 json.loads(request.parameters() or "{}"),
                 TritonResponseSink(pb_utils, request),
+                request.request_id(),
             )
         return None
 
     def finalize(self):
         self.server.close()
+        self.reporter.close()
