@@ -120,12 +120,20 @@ class CheckedSession:
         report = self._report
         report.sent += 1
         started = time.perf_counter()
+        # Not asyncio.wait_for: cancelled at the end of the run, it can raise what the
+        # request raised instead (a write on a stream the loop just closed).
+        running = asyncio.ensure_future(self._inner.run(item, request_id))
         try:
-            record = await asyncio.wait_for(self._inner.run(item, request_id), self._hang_timeout_s)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait({running}, timeout=self._hang_timeout_s)
+        except asyncio.CancelledError:
+            await _abandon(running)  # the run is over: this request is cut, not counted
+            raise
+        if not done:
+            await _abandon(running)
             self._hung = True  # the loop closes (cancels) this stream and opens another
             report.hung += 1
             return RequestRecord(started, time.perf_counter(), 0, 0, error=HUNG)
+        record = running.result()
         if record.error is not None:
             report.errors[record.error] += 1
         elif record.tokens != item.output_len:
@@ -137,6 +145,12 @@ class CheckedSession:
 
     def close(self) -> None:
         self._inner.close()
+
+
+async def _abandon(request: asyncio.Future) -> None:
+    """Cancel `request` and wait for its end, whatever it ends with."""
+    request.cancel()
+    await asyncio.gather(request, return_exceptions=True)
 
 
 def rss_by_process(server_pid: int) -> dict[tuple[int, str], float]:
