@@ -46,7 +46,7 @@ ANSWER_WITHIN_S = 2.0
 # 3 transports x EXAMPLES x BATCH requests: 2 400 in all, a few seconds of server time.
 EXAMPLES = 20
 BATCH = 40
-SENDERS = 8  # requests in flight at once
+SENDERS = 4  # requests in flight at once (more only queue on a 2-core machine)
 PROMPT = "The quick brown fox"
 MAX_OUTPUT_LEN = 4096  # the BLS's max_output_len in the shipped config
 GENERATE = "/v2/models/tensorrt_llm_bls/generate"
