@@ -37,6 +37,10 @@ class CancellationWatcher:
         self._stopped.set()
         self._thread.join(5.0)
 
+    def __len__(self) -> int:
+        """Requests watched now (waiting or active)."""
+        return len(self._tickets)
+
     def watch(self, ticket: Ticket) -> None:
         self._tickets[id(ticket)] = ticket
 

@@ -138,6 +138,13 @@ class GrpcEngineClient:
         message = self._message(request_id, cancel_inputs(), ("output_ids",))
         self._loop.call_soon_threadsafe(self._send_stop, message)
 
+    def cancel(self, request_id: str) -> None:
+        """On the loop thread: give the request up. Its stream is cancelled (Triton then
+        cancels the request in the engine, as for any client that leaves); on_end follows."""
+        call = self._calls.get(request_id)
+        if call is not None and call.task is not None:
+            call.task.cancel()
+
     def close(self) -> None:
         """End every stream (from any thread but the loop's); calls in flight end failed."""
         future = asyncio.run_coroutine_threadsafe(self._close(), self._loop)

@@ -154,12 +154,24 @@ def cancel_inputs() -> dict[str, np.ndarray]:
     }
 
 
+class MalformedEngineResponse(ValueError):
+    """An engine response whose tensors break the contract (it cannot be read)."""
+
+
 def engine_rows(outputs: Mapping[str, np.ndarray | None]) -> tuple[EngineRow, ...]:
-    """Split one engine response's tensors into per-sequence rows (beam 0 only)."""
+    """Split one engine response's tensors into per-sequence rows (beam 0 only).
+
+    Raises MalformedEngineResponse for tensors outside the contract: read as they come,
+    a float or flat `output_ids` would turn into tokens nobody generated.
+    """
     output_ids = outputs.get("output_ids")
     if output_ids is None or output_ids.size == 0:
         return ()
-    output_ids = np.asarray(output_ids).reshape(output_ids.shape[0], -1, output_ids.shape[-1])
+    if output_ids.ndim != 3 or output_ids.dtype.kind not in "iu":
+        raise MalformedEngineResponse(
+            f"output_ids must be integer token ids shaped [batch, beams, tokens], got "
+            f"{output_ids.dtype} {list(output_ids.shape)}"
+        )
     lengths = outputs.get("sequence_length")
     lengths = (
         np.full(output_ids.shape[:2], output_ids.shape[-1])
@@ -172,6 +184,10 @@ def engine_rows(outputs: Mapping[str, np.ndarray | None]) -> tuple[EngineRow, ..
     rows = []
     for row in range(output_ids.shape[0]):
         length = int(lengths[row, 0])
+        if not 0 <= length <= output_ids.shape[-1]:
+            raise MalformedEngineResponse(
+                f"sequence_length {length} does not fit output_ids {list(output_ids.shape)}"
+            )
         row_log_probs = None
         if log_probs is not None:
             flat = np.asarray(log_probs).reshape(output_ids.shape[0], -1, log_probs.shape[-1])

@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bls.metrics import LOG_LEVELS
-from preprocessing.config import ConfigError, parameter_values, parse_bool, parse_positive_int
+from preprocessing.config import (
+    ConfigError,
+    parameter_values,
+    parse_bool,
+    parse_positive_int,
+    parse_seconds,
+)
 
 # The parameters of the tensorrt_llm_bls model's config.pbtxt (read by BlsLimits, the
 # shared PreprocessingSettings and the model itself).
@@ -26,12 +32,15 @@ BLS_PARAMETERS = (
     "add_special_tokens",
     "max_words",
     "max_word_tokens",
+    "max_word_chars",
+    "max_request_bytes",
     "max_num_return_sequences",
     "trust_remote_code",
     "skip_special_tokens",
     "max_concurrent_requests",
     "cancellation_check_period_ms",
     "response_sender_threads",
+    "engine_stall_timeout_s",
     "request_log_level",
     "request_log_text",
 )
@@ -127,6 +136,10 @@ class BlsLimits:
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
+# The ServingOptions that are counts (positive integers).
+_COUNTS = ("max_concurrent_requests", "cancellation_check_period_ms", "response_sender_threads")
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     """How one instance of the model serves requests (see its config.pbtxt comments)."""
@@ -138,23 +151,36 @@ class ServingOptions:
     # Threads that send responses (each send is a round trip to the server). Few: under
     # load a lagging stream's updates merge, fewer sends for the same text.
     response_sender_threads: int = 2
+    # Seconds an engine request may send nothing before it is given up (bls.stall); 0:
+    # never. Why 600: the config.pbtxt comment.
+    engine_stall_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
+        for name in _COUNTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        timeout = self.engine_stall_timeout_s
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not (0 <= timeout < float("inf"))
+        ):
+            raise ConfigError(
+                f"engine_stall_timeout_s must be a number of seconds (0: off), got {timeout!r}"
+            )
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> ServingOptions:
         values = parameter_values(parameters)
-        return cls(
-            **{
-                name: parse_positive_int(name, values[name])
-                for name in cls.__dataclass_fields__
-                if name in values
-            }
-        )
+        options: dict[str, object] = {
+            name: parse_positive_int(name, values[name]) for name in _COUNTS if name in values
+        }
+        if "engine_stall_timeout_s" in values:
+            options["engine_stall_timeout_s"] = parse_seconds(
+                "engine_stall_timeout_s", values["engine_stall_timeout_s"]
+            )
+        return cls(**options)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

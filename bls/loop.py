@@ -39,6 +39,7 @@ class ActiveRequest:
     engine_done: bool = False  # the engine's stream for it has ended
     stop_wanted: bool = False  # the engine request should be stopped
     engine_stopped: bool = False  # a stop request was sent to the engine
+    engine_responses: int = 0  # responses read so far: progress, for bls.stall
     # For metrics and the request log (time.monotonic()):
     first_token_s: float | None = None  # the first update with tokens was offered
     last_token_s: float | None = None
@@ -77,6 +78,7 @@ class GenerationLoop:
 
     # -- events, on the loop thread ------------------------------------------------------
     def on_engine_response(self, active: ActiveRequest, response: EngineResponse) -> None:
+        active.engine_responses += 1
         try:
             if not active.engine_seen:
                 active.engine_seen = True
@@ -106,6 +108,11 @@ class GenerationLoop:
             self._internal_error(active)
         finally:
             active.ended.set()
+
+    def on_engine_stalled(self, active: ActiveRequest, message: str) -> None:
+        """The engine went silent (bls.stall): the client, if still waiting, is told."""
+        if not active.answered:
+            self._answer_error(active, message, "UNAVAILABLE", ENGINE)
 
     def on_client_cancelled(self, active: ActiveRequest) -> None:
         if active.answered:

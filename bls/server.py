@@ -4,6 +4,7 @@
                                                                    │ engine responses
     client ◄─ sender threads ◄─ ClientStream ◄─ generation loop ◄──┘
     cancellation watcher (every period) ─► withdraw a waiting request / cancel an active one
+    stall watch (on the loop, bls.stall) ─► give up an engine request silent for too long
 
 Threads: the caller's (Triton's execute: validation and encoding happen there, so a bad
 request is answered at once, before it waits for anything); one generation loop
@@ -42,6 +43,7 @@ from bls.metrics import (
 from bls.outbox import ClientStream, SenderPool
 from bls.request import GenerateRequest
 from bls.responses import ResponseSink, response_tensors
+from bls.stall import StallWatch
 from bls.validation import RequestValidator
 from postprocessing.detokenizer import IncrementalDetokenizer
 from preprocessing.errors import RequestError
@@ -64,6 +66,11 @@ class EngineClient(Protocol):
 
     def stop(self, request_id: str) -> None:
         """Ask the engine to end the request with this id (stop=true)."""
+        ...
+
+    def cancel(self, request_id: str) -> None:
+        """On the loop thread: give the request up without waiting for the engine to end
+        it (its stream is cancelled); `on_end` still follows."""
         ...
 
     def close(self) -> None: ...
@@ -102,6 +109,10 @@ class BlsServer:
         self.watcher = CancellationWatcher(
             options.cancellation_check_period_ms / 1000, on_cancelled=self._on_cancelled
         )
+        self.stalls: StallWatch | None = None
+        if options.engine_stall_timeout_s:
+            self.stalls = StallWatch(options.engine_stall_timeout_s, self._engine_stalled)
+            self.loop.call_soon(self.stalls.start, self.loop.event_loop)
         self._closing = False
         self.loop.start()
         self.watcher.start()
@@ -178,6 +189,8 @@ class BlsServer:
         ticket.active = active
         if ticket.cancelled:  # the watcher saw it before `active` was set
             self.loop.call_soon(self.loop.on_client_cancelled, active)
+        if self.stalls is not None:  # on the loop, before the engine call begins there
+            self.loop.call_soon(self.stalls.watch, active)
         loop = self.loop
         self.engine.start(
             active.engine_request_id,
@@ -192,6 +205,8 @@ class BlsServer:
         try:
             self.loop.on_engine_end(ticket.active, error)
         finally:
+            if self.stalls is not None:
+                self.stalls.forget(ticket.active)
             self.watcher.unwatch(ticket)
             self.admission.release()
             self._report_finished(ticket)
@@ -278,6 +293,20 @@ class BlsServer:
         )
 
     # -- engine stops (loop thread) ------------------------------------------------------
+    def _engine_stalled(self, active: ActiveRequest) -> None:
+        assert self.stalls is not None
+        logger.warning(
+            "tensorrt_llm_bls: engine request %s sent nothing for %g s; giving it up",
+            active.engine_request_id,
+            self.stalls.timeout_s,
+        )
+        self.loop.on_engine_stalled(
+            active,
+            f"tensorrt_llm: the engine sent nothing for {self.stalls.timeout_s:g} s "
+            "(engine_stall_timeout_s); the request was cancelled",
+        )
+        self.engine.cancel(active.engine_request_id)
+
     def _stop_engine(self, active: ActiveRequest) -> None:
         try:
             self.engine.stop(active.engine_request_id)

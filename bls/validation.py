@@ -17,6 +17,11 @@ from bls.engine_io import EncodedPrompts
 from bls.request import BlsLimits, ChatPrompt, GenerateRequest, TextPrompt, parse_generate_request
 from preprocessing.encoding import PromptEncoder
 from preprocessing.errors import RequestError
+from preprocessing.request_size import check_request_size
+
+# Left out of max_request_bytes: LoRA weights are large by design (tens of MB for one
+# adapter of an 8B model) and are only copied here, never decoded.
+SIZE_EXEMPT_INPUTS = frozenset({"lora_weights"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class RequestValidator:
     def validate(
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
     ) -> ValidatedRequest:
+        check_request_size(inputs, self.encoder.limits.max_request_bytes, SIZE_EXEMPT_INPUTS)
         request = parse_generate_request(inputs, parameters, self.limits)
         return ValidatedRequest(request, self._encode(request))
 

@@ -31,6 +31,7 @@ from postprocessing.detokenizer import IncrementalDetokenizer, decode_texts
 from postprocessing.state import DetokenizerState, StateError
 from postprocessing.tokenizer_profile import DecodeOptions, profile_for
 from preprocessing.errors import RequestError
+from preprocessing.triton_io import refuse_parameters
 
 INPUT_NAMES = ("TOKENS_BATCH", "SEQUENCE_LENGTH", "DETOKENIZER_STATE", "FINISH")
 OUTPUT_NAMES = ("OUTPUT", "DETOKENIZER_STATE")
@@ -57,14 +58,18 @@ class Postprocessor:
     def vocab_size(self) -> int:
         return self.profile.vocab_size
 
-    def postprocess(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def postprocess(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object] | None = None
+    ) -> dict[str, np.ndarray]:
         """One request's input tensors (absent optional ones left out) to its outputs.
 
+        `parameters`: the request's parameters (JSON-decoded); this model takes none.
         Raises RequestError, naming the input, for anything the client got wrong.
         """
         unknown = sorted(set(inputs) - set(INPUT_NAMES))
         if unknown:
             raise RequestError(unknown[0], f"is not an input of this model; inputs: {INPUT_NAMES}")
+        refuse_parameters(parameters, INPUT_NAMES)
         for name in ("TOKENS_BATCH", "SEQUENCE_LENGTH"):
             if name not in inputs:
                 raise RequestError(name, "is required")

@@ -6,6 +6,7 @@ ValueError) at model load, naming the parameter, the value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,8 @@ PREPROCESSING_PARAMETERS = (
     "max_input_len",
     "max_words",
     "max_word_tokens",
+    "max_word_chars",
+    "max_request_bytes",
 )
 
 
@@ -93,16 +96,32 @@ def parse_positive_int(name: str, value: str) -> int:
     return number
 
 
+def parse_seconds(name: str, value: str) -> float:
+    """A duration in seconds: a finite number, 0 or more."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise ConfigError(f"{name} must be a number of seconds (0 or more), got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class PreprocessingLimits:
-    """Caps on what one prompt may ask for; each is checked after tokenization."""
+    """Caps on what one request may ask for. The token counts are checked after
+    tokenization; the sizes before anything is decoded or tokenized, which bounds the work
+    a request can cause."""
 
     max_input_len: int = 4096  # prompt tokens
     max_words: int = 64  # words per stop/bad/embedding-bias list
     max_word_tokens: int = 32  # tokens per word (its longest tokenization)
+    max_word_chars: int = 256  # characters per word
+    # Bytes of all inputs of one request together (the BLS leaves lora_weights out).
+    max_request_bytes: int = 1_048_576
 
     def __post_init__(self) -> None:
-        for name in ("max_input_len", "max_words", "max_word_tokens"):
+        for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -113,7 +132,7 @@ class PreprocessingLimits:
         values = parameter_values(parameters)
         found = {
             name: parse_positive_int(name, values[name])
-            for name in ("max_input_len", "max_words", "max_word_tokens")
+            for name in cls.__dataclass_fields__
             if name in values
         }
         return cls(**found)

@@ -19,6 +19,12 @@ from preprocessing.text import as_text
 from preprocessing.word_variants import word_token_variants
 
 _WORD_CACHE_SIZE = 4096
+# A prompt longer than max_input_len x this many characters is first judged by its head
+# (see _tokenize_prompt). Real text averages 3 to 5 characters a token; a prompt above 8
+# on average (long runs of whitespace, say) is tokenized whole.
+_HEAD_CHARS_PER_TOKEN = 8
+# Tokens the cut at the end of the head may add (a word split in two tokenizes longer).
+_HEAD_CUT_TOKENS = 64
 
 
 class PromptEncoder:
@@ -68,8 +74,7 @@ class PromptEncoder:
         prompt = as_text(text, field)
         if not prompt:
             raise RequestError(field, "is empty; send a non-empty prompt")
-        with self._lock:
-            ids = list(self.tokenizer.encode(prompt, add_special_tokens=self.add_special_tokens))
+        ids = self._tokenize_prompt(prompt, field, self.add_special_tokens)
         ids = self._drop_doubled_bos(prompt, ids)
         return self._check_prompt_length(ids, field)
 
@@ -87,10 +92,29 @@ class PromptEncoder:
         checked = check_messages(messages, field)
         with self._lock:
             rendered = render_chat(self.tokenizer, checked, field)
-            ids = list(self.tokenizer.encode(rendered, add_special_tokens=False))
+        ids = self._tokenize_prompt(rendered, field, add_special_tokens=False)
         if not ids:
             raise RequestError(field, "renders to an empty prompt with this chat template")
         return self._check_prompt_length(ids, field)
+
+    def _tokenize_prompt(self, text: str, field: str, add_special_tokens: bool) -> list[int]:
+        """The prompt's ids. One far over max_input_len is refused after tokenizing only
+        its head: tokenizing a megabyte takes seconds, and the tokenizer is shared by
+        every request of this model."""
+        limit = self.limits.max_input_len
+        head_chars = limit * _HEAD_CHARS_PER_TOKEN
+        if len(text) > head_chars:
+            with self._lock:
+                head = len(self.tokenizer.encode(text[:head_chars], add_special_tokens=False))
+            if head > limit + _HEAD_CUT_TOKENS:
+                raise RequestError(
+                    field,
+                    f"the prompt is over {limit} tokens (its first {head_chars} characters "
+                    f"alone are {head} tokens), over the limit of {limit} tokens "
+                    "(max_input_len)",
+                )
+        with self._lock:
+            return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
     def _drop_doubled_bos(self, prompt: str, ids: list[int]) -> list[int]:
         # The tokenizer adds BOS even when the text starts with the BOS text itself
@@ -181,6 +205,16 @@ class PromptEncoder:
             raise RequestError(
                 field, f"has {present} words, over the limit of {limit} words (max_words)"
             )
+        # Before any is tokenized: a word's cost (several tokenizations, a place in the
+        # word cache) grows with its length.
+        chars = self.limits.max_word_chars
+        for text in texts:
+            if len(text) > chars:
+                raise RequestError(
+                    field,
+                    f"the word {_preview(text)} is {len(text)} characters, over the limit of "
+                    f"{chars} characters per word (max_word_chars)",
+                )
         return texts if keep_empty else [t for t in texts if t]
 
     def _variants(self, word: str, field: str) -> list[list[int]]:

@@ -10,12 +10,13 @@ Shapes carry the batch dimension B (max_batch_size > 0): QUERY [B, 1], word inpu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from preprocessing.encoding import PromptEncoder
 from preprocessing.errors import RequestError
+from preprocessing.request_size import check_request_size
 from preprocessing.word_lists import batch_word_lists, encode_word_list
 
 INPUT_NAMES = (
@@ -46,6 +47,18 @@ OUTPUT_NAMES = (
 )
 
 
+def refuse_parameters(parameters: Mapping[str, object] | None, inputs: Sequence[str]) -> None:
+    """For a model that takes no request parameters: any but Triton's own is refused, so
+    none is silently ignored (nor can one reach a setting: those are config parameters)."""
+    for name in sorted(parameters or {}):
+        if not name.startswith(TRITON_PARAMETER_PREFIX) and name not in TRITON_PARAMETERS:
+            raise RequestError(
+                name,
+                f"is not an input of this model (it arrived as a request parameter); "
+                f"inputs: {', '.join(inputs)}",
+            )
+
+
 def preprocess(
     encoder: PromptEncoder,
     inputs: Mapping[str, np.ndarray],
@@ -57,16 +70,11 @@ def preprocess(
     REQUEST_OUTPUT_LEN is passed through when given and left out of the outputs when not.
     Raises RequestError for anything a client got wrong.
     """
+    check_request_size(inputs, encoder.limits.max_request_bytes)
     unknown = sorted(set(inputs) - set(INPUT_NAMES))
     if unknown:
         raise RequestError(unknown[0], f"is not an input of this model; inputs: {INPUT_NAMES}")
-    for name in sorted(parameters or {}):
-        if not name.startswith(TRITON_PARAMETER_PREFIX) and name not in TRITON_PARAMETERS:
-            raise RequestError(
-                name,
-                f"is not an input of this model (it arrived as a request parameter); "
-                f"inputs: {', '.join(INPUT_NAMES)}",
-            )
+    refuse_parameters(parameters, INPUT_NAMES)
     prompt_name = _prompt_input(inputs)
     prompts = _rows(inputs[prompt_name], prompt_name)
     batch = len(prompts)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference_engine.faults import FaultPlan
+
 BACKENDS = ("reference", "synthetic")
 
 # Parameters of the official tensorrt_llm config that this engine understands too, so
@@ -31,6 +33,10 @@ class EngineConfig:
     random_seed: int = 0
     cancellation_check_period_ms: float = 0.0
     response_sender_threads: int = 8
+    # Injected faults (reference_engine/faults.py); all off by default.
+    fault_error_at_step: int = 0
+    fault_malformed_at_step: int = 0
+    fault_stall_at_step: int = 0
 
     @classmethod
     def from_parameters(cls, params: Mapping[str, str]) -> EngineConfig:
@@ -79,6 +85,22 @@ class EngineConfig:
             response_sender_threads=_int(
                 values, "response_sender_threads", defaults.response_sender_threads, low=1
             ),
+            **{
+                name: _int(values, name, 0, low=0)
+                for name in (
+                    "fault_error_at_step",
+                    "fault_malformed_at_step",
+                    "fault_stall_at_step",
+                )
+            },
+        )
+
+    @property
+    def faults(self) -> FaultPlan:
+        return FaultPlan(
+            error_at_step=self.fault_error_at_step,
+            malformed_at_step=self.fault_malformed_at_step,
+            stall_at_step=self.fault_stall_at_step,
         )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
 from reference_engine.contract import response_tensors
+from reference_engine.faults import Fault, FaultPlan, malformed
 from reference_engine.metrics import EngineMetrics, NullMetrics
 from reference_engine.sink import ResponseSink, safe_error, safe_send
 from reference_engine.types import GenerationRequest, LiveSequence, StepOutput
@@ -56,6 +57,7 @@ class _Seq:
     request: _Request
     admitted: bool = False
     finished: bool = False
+    stalled: bool = False  # an injected stall: silent until its request is ended
     cum_log_prob: float = 0.0
 
 
@@ -83,6 +85,7 @@ class Scheduler:
         cancellation_check_period_ms: float = 0.0,
         metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        faults: FaultPlan | None = None,
         before_step: Callable[[int], object] | None = None,
     ) -> None:
         if max_active_sequences < 1:
@@ -94,6 +97,7 @@ class Scheduler:
         self._check_period_s = cancellation_check_period_ms / 1000.0
         self._metrics: EngineMetrics = metrics or NullMetrics()
         self._clock = clock
+        self._faults = faults or FaultPlan()
         # Called with the batch size before each step: lets responses of the previous
         # steps leave first (in Triton: wait while the sender threads are behind).
         self._before_step = before_step
@@ -108,6 +112,7 @@ class Scheduler:
         self._requests: dict[int, _Request] = {}
         self._waiting: deque[_Seq] = deque()
         self._active: list[_Seq] = []
+        self._stalled = 0  # stalled sequences: out of _active, still in flight
 
     # --- called from any thread ------------------------------------------------------
 
@@ -186,7 +191,7 @@ class Scheduler:
         if self._active:
             self._step()
             advanced = True
-        self._metrics.set_active_sequences(len(self._active))
+        self._metrics.set_active_sequences(len(self._active) + self._stalled)
         return advanced
 
     @property
@@ -206,6 +211,9 @@ class Scheduler:
                 and not self._active
                 and not self._waiting
             ):
+                if self._stalled:  # nothing to step, but their clients may cancel
+                    self._cond.wait(timeout=max(self._check_period_s, 0.05))
+                    break
                 self._cond.wait(timeout=1.0)
             commands = list(self._inbox)
             self._inbox.clear()
@@ -334,13 +342,26 @@ class Scheduler:
                 self._fail(seq.request, f"generation failed: {result}", code)
                 continue
             emitted += self._apply(seq, result)
-        self._active = [s for s in self._active if not s.finished and not s.request.done]
+        self._active = [s for s in self._active if not (s.finished or s.stalled or s.request.done)]
         self._metrics.tokens_generated(emitted)
 
     def _apply(self, seq: _Seq, output: StepOutput) -> int:
         """Add one token to a sequence; returns how many tokens joined the output (0/1)."""
         live, request = seq.live, seq.request
         spec = live.spec
+        step = len(live.generated) + 1
+        fault = self._faults.at(step)
+        if fault is Fault.ERROR:
+            message = f"injected fault: generation failed at step {step} ({fault.value})"
+            self._fail(request, message, "INTERNAL")
+            return 0
+        if fault is Fault.STALL:
+            logger.info(
+                "request id=%r stalls at step %d (%s)", request.request_id, step, fault.value
+            )
+            seq.stalled = True
+            self._stalled += 1
+            return 0
         token = int(output.token_id)
         if spec.end_id is not None and token == spec.end_id:
             self._finish(seq, final_sent=False)  # end_id is never part of the output
@@ -358,6 +379,8 @@ class Scheduler:
         if request.streaming:
             final = finished and request.remaining == 1
             tensors = response_tensors(spec, [token], log_probs, seq.cum_log_prob)
+            if fault is Fault.MALFORMED:
+                tensors = malformed(tensors)
             self._send(request, tensors, final=final)
         if finished and not request.done:
             self._finish(seq, final_sent=request.streaming)
@@ -408,6 +431,9 @@ class Scheduler:
         """Forget a request and free its sequences (responses are the caller's job)."""
         request.done = True
         for seq in request.seqs:
+            if seq.stalled:
+                seq.stalled = False
+                self._stalled -= 1
             if seq.admitted:
                 try:
                     self.backend.release(seq.live)

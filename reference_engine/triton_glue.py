@@ -199,6 +199,7 @@ class TritonEngineModel:
             random_seed=self.config.random_seed,
             cancellation_check_period_ms=self.config.cancellation_check_period_ms,
             metrics=TritonMetrics(pb_utils, model_name),
+            faults=self.config.faults,
             # At most one step's responses waiting to be sent when a step starts.
             before_step=self._delivery.wait_for_backlog,
         )
@@ -210,6 +211,8 @@ class TritonEngineModel:
             self.backend.vocab_size,
             self.config.max_active_sequences,
         )
+        if self.config.faults.enabled:
+            logger.warning("fault injection is on (test only): %s", self.config.faults)
 
     def execute(self, requests: list) -> None:
         """Hand each request to the scheduler and return at once (decoupled)."""

@@ -53,8 +53,9 @@ def load_float32_model(model_dir: Path | str) -> Any:
     from packaging.version import Version
 
     name = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    # Never the checkpoint's own Python code (modeling_*.py): only transformers' classes.
     return transformers.AutoModelForCausalLM.from_pretrained(
-        str(model_dir), **{name: torch.float32}
+        str(model_dir), trust_remote_code=False, **{name: torch.float32}
     )
 
 

@@ -42,7 +42,15 @@ BAD_REQUESTS = {
         {**PROMPT, "stop_words": [f"w{i}" for i in range(65)]},
         ["stop_words", "64"],
     ),
-    "stop_word_too_long": ({**PROMPT, "stop_words": ["x" * 400]}, ["stop_words", "32"]),
+    # Under max_word_chars (256) but over max_word_tokens (32): one token per digit pair.
+    "stop_word_too_many_tokens": (
+        {**PROMPT, "stop_words": [" ".join(str(n) for n in range(40))]},
+        ["stop_words", "32"],
+    ),
+    "stop_word_too_many_chars": (
+        {**PROMPT, "stop_words": ["x" * 400]},
+        ["stop_words", "400", "256", "max_word_chars"],
+    ),
     "too_many_bad_words": (
         {**PROMPT, "bad_words": [f"w{i}" for i in range(65)]},
         ["bad_words", "64"],

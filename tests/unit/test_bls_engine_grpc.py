@@ -1,6 +1,7 @@
 """The gRPC engine client's pure parts: where the engine is, and what goes on the wire.
 
-Its stream handling runs against real tritonservers in the integration tests."""
+Its stream handling runs against a scripted gRPC server in test_bls_engine_grpc_streams.py
+and against real tritonservers in the integration tests."""
 
 from __future__ import annotations
 

@@ -111,6 +111,8 @@ def test_parameters_hold_finished_values(config):
         "add_special_tokens": "true",
         "max_words": "64",
         "max_word_tokens": "32",
+        "max_word_chars": "256",
+        "max_request_bytes": "1048576",
         "max_num_return_sequences": "8",
         "trust_remote_code": "false",
         "skip_special_tokens": "true",
@@ -118,6 +120,7 @@ def test_parameters_hold_finished_values(config):
         "max_concurrent_requests": "256",
         "cancellation_check_period_ms": "100",
         "response_sender_threads": "2",
+        "engine_stall_timeout_s": "600",
         "request_log_level": "info",
         "request_log_text": "false",
     }

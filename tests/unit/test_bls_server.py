@@ -7,6 +7,7 @@ engine's stream has been read to its end.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +39,8 @@ class ScriptedEngine:
     step_s: float = 0.002
     final_flag: bool = True
     calls: list[tuple[str, dict[str, np.ndarray], tuple[str, ...]]] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # stop requests
+    given_up: list[str] = field(default_factory=list)  # calls cancelled (engine stalled)
     steps_served: int = 0
     loop: GenerationLoop | None = None
 
@@ -87,6 +89,9 @@ class ScriptedEngine:
 
     def stop(self, request_id: str) -> None:
         self.cancelled.append(request_id)
+
+    def cancel(self, request_id: str) -> None:
+        self.given_up.append(request_id)
 
     def close(self) -> None:
         pass
@@ -386,6 +391,28 @@ def test_engine_log_probs_are_the_last_ones_of_each_response():
     assert cumulative.log_probs == step_only.log_probs == pytest.approx((-0.3,))
 
 
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ({"output_ids": np.array([5.0, 6.0], np.float32)}, "got float32 [2]"),
+        ({"output_ids": np.array([[5, 6]], np.int32)}, "got int32 [1, 2]"),  # no beam dim
+        ({"output_ids": np.array([[[5.0]]], np.float64)}, "got float64 [1, 1, 1]"),
+        (
+            {
+                "output_ids": np.array([[[5, 6]]], np.int32),
+                "sequence_length": np.array([[3]], np.int32),
+            },
+            "sequence_length 3 does not fit output_ids [1, 1, 2]",
+        ),
+    ],
+)
+def test_engine_tensors_outside_the_contract_are_refused_not_guessed(outputs, message):
+    from bls.engine_io import MalformedEngineResponse, engine_rows
+
+    with pytest.raises(MalformedEngineResponse, match=re.escape(message)):
+        engine_rows(outputs)
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_echoed_prompt_is_never_searched_for_stop_strings(tokenizer, stream):
     # In Llama-style vocabularies "\n" is a byte-fallback piece: the detokenizer holds the
@@ -648,6 +675,111 @@ def test_only_the_outputs_the_client_asked_for_are_built(tokenizer):
     )
     assert all(set(outputs) == wanted for outputs, _ in sink.sent if outputs is not None)
     assert sink.total("num_output_tokens") == len(ids)
+
+
+class SilentEngine(ScriptedEngine):
+    """Sends one token, then nothing, even after a stop, until its call is cancelled:
+    then its stream ends with the error the gRPC client reports for a cancelled call."""
+
+    def __init__(self, tokens):
+        super().__init__(tokens)
+        self.released = threading.Event()
+
+    def _steps(self, request_id):
+        yield EngineResponse(rows=(EngineRow(0, 0, (5,)),))
+        if not self.released.wait(10):
+            raise AssertionError("the BLS never gave the request up")
+        raise ConnectionError("the call was cancelled")
+
+    def cancel(self, request_id: str) -> None:
+        super().cancel(request_id)
+        self.released.set()
+
+
+def test_an_engine_that_goes_silent_is_given_up_after_the_stall_timeout(tokenizer):
+    engine = SilentEngine({(0, 0): [5]})
+    reporter = RecordingReporter()
+    server = make_server(tokenizer, engine, engine_stall_timeout_s=0.3, reporter=reporter)
+    sink = RecordingSink()
+    try:
+        started = time.monotonic()
+        server.submit(text_inputs("Hi", stream=True), {}, sink)
+        assert sink.done.wait(5)
+        waited = time.monotonic() - started
+        ((message, code),) = sink.errors
+        assert code == "UNAVAILABLE"
+        assert message == (
+            "tensorrt_llm: the engine sent nothing for 0.3 s (engine_stall_timeout_s); "
+            "the request was cancelled"
+        )
+        assert 0.3 <= waited < 0.3 + 0.3 / 4 + 0.5  # timeout + one check period + slack
+        assert len(sink.sent) == 1 and not sink.sent[0][1]  # the token came before it
+        assert engine.given_up == [engine.calls[0][0]]
+        wait_idle(server)  # the slot is free again
+        assert len(server.stalls) == 0
+        ((record,),) = [reporter.records]
+        assert (record.finish_reason, record.error_kind) == ("error", "engine")
+    finally:
+        engine.released.set()
+        server.close()
+
+
+def test_an_engine_that_ignores_a_stop_is_given_up_too(tokenizer):
+    # The client leaves: the stop goes to the engine, which never ends the request.
+    engine = SilentEngine({(0, 0): [5]})
+    server = make_server(tokenizer, engine, engine_stall_timeout_s=0.3)
+    sink = RecordingSink(cancel_after_sends=1)
+    try:
+        server.submit(text_inputs("Hi", stream=True), {}, sink)
+        assert sink.done.wait(5) and sink.last("finish_reason") == "cancelled"
+        wait_idle(server)
+        assert engine.cancelled == engine.given_up == [engine.calls[0][0]]
+    finally:
+        engine.released.set()
+        server.close()
+
+
+def test_a_slow_but_steady_engine_is_never_given_up(tokenizer):
+    ids = ids_of(tokenizer, GENERATED)[:12]  # 12 steps of 0.1 s: 1.2 s in all
+    engine = ScriptedEngine({(0, 0): ids}, step_s=0.1)
+    sink = serve(tokenizer, engine, text_inputs("Hi", stream=True), engine_stall_timeout_s=0.3)
+    assert sink.errors == [] and "".join(sink.texts()) == tokenizer.decode(ids)
+    assert engine.given_up == []
+
+
+def test_a_stall_timeout_of_zero_turns_the_watch_off(tokenizer):
+    server = make_server(tokenizer, ScriptedEngine({(0, 0): [5]}), engine_stall_timeout_s=0)
+    try:
+        assert server.stalls is None
+    finally:
+        server.close()
+
+
+def test_dropped_and_finished_requests_leave_no_state_behind(tokenizer):
+    # The state a request holds in the BLS: its admission slot and its place in the
+    # cancellation watcher and in the stall watch. All gone at the end, whichever way it
+    # ended: refused, cancelled by its client at once or later, finished.
+    ids = ids_of(tokenizer, GENERATED)
+    engine = ScriptedEngine({(0, 0): ids}, step_s=0.005)
+    server = make_server(tokenizer, engine, max_concurrent_requests=8)
+    sinks = [
+        RecordingSink(cancel_after_sends=index % 5 if index % 3 else None) for index in range(40)
+    ]
+    try:
+        for index, sink in enumerate(sinks):
+            inputs = text_inputs("Hi", stream=bool(index % 2), max_tokens=1 + index % 30)
+            if index % 7 == 0:
+                inputs = text_inputs("Hi", max_tokens=0)  # refused before it starts
+            server.submit(inputs, {}, sink)
+        for sink in sinks:
+            assert sink.done.wait(10)
+        wait_idle(server)
+        assert server.admission.active_count == server.admission.waiting_count == 0
+        assert len(server.watcher) == len(server.stalls) == 0
+        assert any(sink.errors for sink in sinks)
+        assert any(sink.sent and sink.last("finish_reason") == "cancelled" for sink in sinks)
+    finally:
+        server.close()
 
 
 class RecordingReporter:

@@ -306,3 +306,50 @@ def test_invalid_utf8_prompt(encoder):
     assert caught.value.field == "text_input"
     assert "not valid UTF-8" in caught.value.message
     assert "byte offset 6" in caught.value.message
+
+
+def test_word_over_max_word_chars_is_refused_before_it_is_tokenized(fixture_dirs):
+    limits = PreprocessingLimits(max_word_chars=10, max_word_tokens=100)
+    encoder = PromptEncoder(load_tokenizer(fixture_dirs.sentencepiece_tokenizer), limits)
+    assert encoder.word_lists(["0123456789"], "stop_words")  # 10 characters: fine
+    with pytest.raises(RequestError) as caught:
+        encoder.word_lists(["ok", "0123456789a"], "stop_words")
+    assert caught.value.field == "stop_words"
+    assert caught.value.message == (
+        "the word '0123456789a' is 11 characters, over the limit of 10 characters per word "
+        "(max_word_chars)"
+    )
+    assert "0123456789a" not in encoder._word_cache  # never tokenized, never cached
+
+
+def test_a_huge_prompt_is_refused_by_its_head_without_tokenizing_it_whole(fixture_dirs):
+    tokenizer = load_tokenizer(fixture_dirs.sentencepiece_tokenizer)
+    encoder = PromptEncoder(tokenizer, PreprocessingLimits(max_input_len=4096))
+    calls = []
+    original = tokenizer.encode
+
+    def recording_encode(text, **kwargs):
+        calls.append(len(text))
+        return original(text, **kwargs)
+
+    tokenizer.encode = recording_encode
+    try:
+        with pytest.raises(RequestError) as caught:
+            encoder.encode_text("The quick brown fox jumps. " * 40_000)  # ~1 MB
+    finally:
+        del tokenizer.encode
+    assert calls == [4096 * 8]  # only the head was tokenized
+    assert caught.value.field == "text_input"
+    assert caught.value.message.startswith("the prompt is over 4096 tokens (its first 32768 ")
+    assert caught.value.message.endswith("over the limit of 4096 tokens (max_input_len)")
+
+
+def test_a_long_prompt_of_long_tokens_is_judged_whole(fixture_dirs):
+    # Over 8 characters a token on average: the head alone says nothing; the whole is
+    # tokenized and accepted when it fits.
+    tokenizer = load_tokenizer(fixture_dirs.bpe_tokenizer)
+    encoder = PromptEncoder(tokenizer, PreprocessingLimits(max_input_len=16))
+    text = "単語が生成されるとすぐに表示されます" * 8  # 18 characters, one token
+    count = len(tokenizer.encode(text, add_special_tokens=True))
+    assert len(text) > 16 * 8 and count <= 16
+    assert len(encoder.encode_text(text)) == count

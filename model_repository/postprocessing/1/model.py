@@ -58,7 +58,9 @@ class TritonPythonModel:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
                 if tensor is not None:
                     inputs[name] = tensor.as_numpy()
-            outputs = self.postprocessor.postprocess(inputs)
+            outputs = self.postprocessor.postprocess(
+                inputs, json.loads(request.parameters() or "{}")
+            )
             return pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]
             )
