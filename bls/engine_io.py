@@ -1,6 +1,6 @@
 """The BLS side of the `tensorrt_llm` tensor contract: what we send, what comes back.
 
-Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_io` moves these
+Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_metrics` moves these
 arrays through pb_utils. The contract is TensorRT-LLM's C++ `tensorrt_llm` model's: its
 config is model_repository/tensorrt_llm/config.pbtxt.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bls.request import GenerateRequest
-from preprocessing.word_lists import batch_word_lists, encode_word_list
+from serving_common.word_lists import batch_word_lists, encode_word_list
 
 
 @dataclass(frozen=True)

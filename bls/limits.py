@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bls.metrics import LOG_LEVELS
-from preprocessing.config import (
+from serving_common.config import (
     ConfigError,
     parameter_values,
     parse_bool,

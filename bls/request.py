@@ -34,7 +34,7 @@ Decisions a client can observe (each is tested in tests/unit/test_bls_request*.p
   exactly as if the client had talked to it directly.
 - Guided decoding. `guided_decoding_guide_type` (json, json_schema, regex, ebnf_grammar)
   and `guided_decoding_guide` are checked here, the guide compiled as the engine will
-  compile it (preprocessing.guided_decoding), so a bad schema, regex or grammar is the
+  compile it (serving_common.guided_decoding), so a bad schema, regex or grammar is the
   client's error (INVALID_ARG) before the engine sees it. It combines with everything
   else: each sample of num_return_sequences follows the guide; a stop string still cuts
   the text, which then need not be complete.
@@ -66,20 +66,20 @@ from bls.tensor_values import (
     as_bool,
     as_float,
     as_int,
-    decode_utf8,
     row_lists,
     row_scalars,
     same_key,
 )
 from preprocessing.chat import parse_messages
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import (
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import (
     GUIDE_INPUT,
     GUIDE_TYPE_INPUT,
     Guide,
     check_guide,
     parse_guide,
 )
+from serving_common.text import decode_utf8
 
 __all__ = [
     "BlsLimits",

@@ -46,7 +46,7 @@ from bls.responses import ResponseSink, response_tensors
 from bls.stall import StallWatch
 from bls.validation import RequestValidator
 from postprocessing.detokenizer import IncrementalDetokenizer
-from preprocessing.errors import RequestError
+from serving_common.errors import RequestError
 
 logger = logging.getLogger(__name__)
 

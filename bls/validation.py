@@ -16,8 +16,8 @@ import numpy as np
 from bls.engine_io import EncodedPrompts
 from bls.request import BlsLimits, ChatPrompt, GenerateRequest, TextPrompt, parse_generate_request
 from preprocessing.encoding import PromptEncoder
-from preprocessing.errors import RequestError
 from preprocessing.request_size import check_request_size
+from serving_common.errors import RequestError
 
 # Left out of max_request_bytes: LoRA weights are large by design (tens of MB for one
 # adapter of an 8B model) and are only copied here, never decoded.

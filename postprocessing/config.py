@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocessing.config import (
+from serving_common.config import (
     DEFAULT_TOKENIZER_DIR,
     check_known_parameters,
     parameter_values,

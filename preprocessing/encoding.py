@@ -14,9 +14,9 @@ import numpy as np
 
 from preprocessing.chat import check_messages, parse_messages, render_chat
 from preprocessing.config import PreprocessingLimits
-from preprocessing.errors import RequestError
-from preprocessing.text import as_text
 from preprocessing.word_variants import word_token_variants
+from serving_common.errors import RequestError
+from serving_common.text import decode_utf8
 
 _WORD_CACHE_SIZE = 4096
 # A prompt longer than max_input_len x this many characters is first judged by its head
@@ -71,7 +71,7 @@ class PromptEncoder:
 
     def encode_text(self, text: str | bytes, field: str = "text_input") -> list[int]:
         """Prompt text to ids, with special tokens as configured and never two BOS."""
-        prompt = as_text(text, field)
+        prompt = decode_utf8(field, text)
         if not prompt:
             raise RequestError(field, "is empty; send a non-empty prompt")
         ids = self._tokenize_prompt(prompt, field, self.add_special_tokens)
@@ -80,7 +80,7 @@ class PromptEncoder:
 
     def encode_messages(self, messages_json: str | bytes, field: str = "messages") -> list[int]:
         """A JSON conversation to ids, through the tokenizer's chat template."""
-        text = as_text(messages_json, field)
+        text = decode_utf8(field, messages_json)
         return self.encode_conversation(parse_messages(text, field), field)
 
     def encode_conversation(self, messages: Sequence[object], field: str = "messages") -> list[int]:
@@ -198,7 +198,7 @@ class PromptEncoder:
     ) -> list[str]:
         texts = []
         for index, word in enumerate(words):
-            texts.append(as_text(word, f"{field}[{index}]"))
+            texts.append(decode_utf8(f"{field}[{index}]", word))
         present = sum(1 for t in texts if t)
         limit = self.limits.max_words
         if present > limit:

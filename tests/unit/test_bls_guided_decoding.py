@@ -10,8 +10,8 @@ import pytest
 
 from bls.engine_io import EncodedPrompts, engine_inputs
 from bls.request import BlsLimits, parse_generate_request
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import Guide, GuideType
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import Guide, GuideType
 
 SCHEMA = json.dumps(
     {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}

@@ -23,7 +23,7 @@ from bls.request import (
     TextPrompt,
     parse_generate_request,
 )
-from preprocessing.errors import RequestError
+from serving_common.errors import RequestError
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm_bls/config.pbtxt"
 _NUMPY = {

@@ -10,7 +10,7 @@ from tritonclient.grpc import model_config_pb2
 
 from bls.limits import BlsLimits, RequestLogSettings, ServingOptions
 from bls.request_fields import INPUT_SPECS, PARAMETER_NAMES
-from preprocessing.config import ConfigError
+from serving_common.config import ConfigError
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm_bls/config.pbtxt"
 
@@ -253,7 +253,7 @@ def test_the_shipped_parameters_are_exactly_those_the_bls_reads(config):
 
 def test_a_misspelt_parameter_is_refused():
     from bls.limits import BLS_PARAMETERS
-    from preprocessing.config import check_known_parameters
+    from serving_common.config import check_known_parameters
 
     with pytest.raises(
         ConfigError, match=r"unknown parameter 'max_output_length'.*tensorrt_llm_bls"

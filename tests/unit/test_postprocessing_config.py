@@ -8,8 +8,8 @@ import pytest
 
 from local_triton.model_config import config_parameters, load_model_config, tensor_specs
 from postprocessing.config import PARAMETER_NAMES, PostprocessingSettings
-from postprocessing.triton_io import INPUT_NAMES, OUTPUT_NAMES
-from preprocessing.config import ConfigError
+from postprocessing.handler import INPUT_NAMES, OUTPUT_NAMES
+from serving_common.config import ConfigError
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "postprocessing"
 

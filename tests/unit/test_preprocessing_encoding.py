@@ -9,14 +9,10 @@ import pytest
 
 from offline_fixtures import ensure_fixtures
 from offline_fixtures.corpus import TRAINING_TEXTS
-from preprocessing import (
-    PreprocessingLimits,
-    PromptEncoder,
-    RequestError,
-    decode_word_list,
-    encode_word_list,
-    load_tokenizer,
-)
+from preprocessing import PreprocessingLimits, PromptEncoder
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
+from serving_common.word_lists import decode_word_list, encode_word_list
 
 LIMITS = PreprocessingLimits(max_input_len=64, max_words=4, max_word_tokens=8)
 

@@ -21,13 +21,13 @@ from llm_api_engine.config import LlmApiConfig
 from local_triton.model_config import load_model_config
 from local_triton.staging import default_model_repository, reference_engine_model_dir
 from postprocessing.config import PostprocessingSettings
-from postprocessing.triton_io import Postprocessor
+from postprocessing.handler import Postprocessor
 from preprocessing.config import PreprocessingLimits, PreprocessingSettings
 from preprocessing.encoding import PromptEncoder
-from preprocessing.errors import RequestError
+from preprocessing.handler import preprocess
 from preprocessing.request_size import check_request_size, input_bytes
-from preprocessing.tokenizer_loading import load_tokenizer
-from preprocessing.triton_io import preprocess
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 
 from offline_fixtures import ensure_fixtures
-from preprocessing import (
-    PreprocessingLimits,
-    PromptEncoder,
-    RequestError,
-    decode_word_list,
-    load_tokenizer,
-)
-from preprocessing.triton_io import OUTPUT_NAMES, preprocess
+from preprocessing import PreprocessingLimits, PromptEncoder
+from preprocessing.handler import OUTPUT_NAMES, preprocess
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
+from serving_common.word_lists import decode_word_list
 
 
 @pytest.fixture(scope="module")
