@@ -29,6 +29,12 @@ if ! cat "$pins" scripts/test_oldest.sh | cmp -s - "$stamp" 2>/dev/null; then
     "hypothesis>=6.100"
   cat "$pins" scripts/test_oldest.sh >"$stamp"
 fi
+# The editable install maps each package by name: after pyproject.toml changes (a package
+# added, say) the project is installed again, without touching the pinned libraries.
+if ! cmp -s pyproject.toml "$venv/.pyproject.toml" 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  cp pyproject.toml "$venv/.pyproject.toml"
+fi
 
 "$venv/bin/python" - "$pins" <<'PY'
 # Fail loudly if the environment drifted from the pins (e.g. a later manual install).
