@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from preprocessing.encoding import PromptEncoder
+from preprocessing.encoding import PromptEncoder, embedding_bias_pairs
 from preprocessing.request_size import check_request_size
 from serving_common.errors import RequestError
 from serving_common.triton_parameters import refuse_parameters
@@ -192,10 +192,13 @@ def _embedding_bias_tensor(
     return np.stack(
         [
             encoder.embedding_bias(
-                word_row,
-                weight_row,
+                embedding_bias_pairs(
+                    word_row,
+                    weight_row,
+                    _row_field("EMBEDDING_BIAS_WORDS", row, batch),
+                    _row_field("EMBEDDING_BIAS_WEIGHTS", row, batch),
+                ),
                 _row_field("EMBEDDING_BIAS_WORDS", row, batch),
-                _row_field("EMBEDDING_BIAS_WEIGHTS", row, batch),
             )
             for row, (word_row, weight_row) in enumerate(zip(word_rows, weight_rows, strict=True))
         ]

@@ -92,8 +92,8 @@ def test_embedding_bias_rows(encoder):
     )
     bias = out["EMBEDDING_BIAS"]
     assert bias.shape == (2, encoder.vocab_size) and bias.dtype == np.float32
-    np.testing.assert_array_equal(bias[0], encoder.embedding_bias(["hello"], [1.5]))
-    np.testing.assert_array_equal(bias[1], encoder.embedding_bias(["world", "stop"], [-2.0, 3.0]))
+    np.testing.assert_array_equal(bias[0], encoder.embedding_bias([("hello", 1.5)]))
+    np.testing.assert_array_equal(bias[1], encoder.embedding_bias([("world", -2.0), ("stop", 3.0)]))
 
 
 def test_messages_instead_of_query(encoder):

@@ -137,9 +137,9 @@ def test_the_bls_reads_its_settings_only_from_its_config():
     # A request can only send the inputs declared in config.pbtxt, and the scalar ones as
     # parameters (bls/request_fields.py). The one name they share with the config is a
     # per-request choice whose default the config sets.
-    from bls.request_fields import INPUTS_BY_NAME, PARAMETER_NAMES
+    from bls.request_fields import INPUTS_BY_NAME, REQUEST_PARAMETER_NAMES
 
-    shared = set(BLS_PARAMETERS) & (set(INPUTS_BY_NAME) | PARAMETER_NAMES)
+    shared = set(BLS_PARAMETERS) & (set(INPUTS_BY_NAME) | REQUEST_PARAMETER_NAMES)
     assert shared == {"skip_special_tokens"}
 
 

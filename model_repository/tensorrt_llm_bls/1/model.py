@@ -20,7 +20,13 @@ except ImportError:  # a checkout handed straight to tritonserver, not pip-insta
 import triton_python_backend_utils as pb_utils
 
 from bls.engine_grpc import GrpcEngineClient, resolve_engine_url
-from bls.limits import BLS_PARAMETERS, BlsLimits, RequestLogSettings, ServingOptions
+from bls.limits import (
+    BLS_PARAMETERS,
+    BlsLimits,
+    RequestLogSettings,
+    ServingOptions,
+    TextSettings,
+)
 from bls.metrics import METRICS, RequestReporter
 from bls.server import BlsServer
 from bls.triton_metrics import TritonMetricsExporter
@@ -47,6 +53,7 @@ class TritonPythonModel:
         )
         options = ServingOptions.from_parameters(parameters)
         log_settings = RequestLogSettings.from_parameters(parameters)
+        text_settings = TextSettings.from_parameters(parameters)
         self.server = None
         self.reporter = RequestReporter(
             TritonMetricsExporter(pb_utils, METRICS),
@@ -73,7 +80,9 @@ class TritonPythonModel:
             ),
             engine=lambda loop: GrpcEngineClient(engine_url, engine_model, loop.event_loop),
             new_detokenizer=lambda request: IncrementalDetokenizer(
-                tokenizer, skip_special_tokens=request.skip_special_tokens
+                tokenizer,
+                skip_special_tokens=request.skip_special_tokens,
+                spaces_between_special_tokens=text_settings.spaces_between_special_tokens,
             ),
             options=options,
             reporter=self.reporter,
