@@ -1,5 +1,5 @@
 """The `tensorrt_llm` tensor contract: request tensors in, typed requests out, and
-response tensors back (see /work/shared/facts/tensorrt_llm_model_contract.md).
+response tensors back, as `model_repository/tensorrt_llm/config.pbtxt` declares them.
 
 Plain numpy in and out, no Triton: `model.py` reads each input with
 `pb_utils.get_input_tensor_by_name(...).as_numpy()` and hands the dict to
