@@ -7,7 +7,7 @@ and reconciles values: what is allowed is `bls.request_rules`'s job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import numpy as np
@@ -131,24 +131,22 @@ class RequestReader:
         return shared_value(name, values)
 
     def string_rows(self, name: str) -> list[list[str]] | None:
-        if name not in self._arrays:
-            return None
-        rows = row_lists(name, self._arrays[name], self._batch_size)
-        return [
-            [
-                decode_utf8(name, raw, f"word {word}{self._of_row(row)}")
-                for word, raw in enumerate(values)
-            ]
-            for row, values in enumerate(rows)
-        ]
+        """A list of strings per prompt ([B, N])."""
+        return self._rows(name, decode_utf8, "word")
 
     def float_rows(self, name: str) -> list[list[float]] | None:
+        """A list of numbers per prompt ([B, N])."""
+        return self._rows(name, as_float, "value")
+
+    def _rows(
+        self, name: str, convert: Callable[[str, object, str], _T], item: str
+    ) -> list[list[_T]] | None:
         if name not in self._arrays:
             return None
         rows = row_lists(name, self._arrays[name], self._batch_size)
         return [
             [
-                as_float(name, raw, f"value {index}{self._of_row(row)}")
+                convert(name, raw, f"{item} {index}{self._of_row(row)}")
                 for index, raw in enumerate(values)
             ]
             for row, values in enumerate(rows)
