@@ -698,7 +698,8 @@ class SilentEngine(ScriptedEngine):
 
 def test_an_engine_that_goes_silent_is_given_up_after_the_stall_timeout(tokenizer):
     engine = SilentEngine({(0, 0): [5]})
-    server = make_server(tokenizer, engine, engine_stall_timeout_s=0.3)
+    reporter = RecordingReporter()
+    server = make_server(tokenizer, engine, engine_stall_timeout_s=0.3, reporter=reporter)
     sink = RecordingSink()
     try:
         started = time.monotonic()
@@ -716,6 +717,8 @@ def test_an_engine_that_goes_silent_is_given_up_after_the_stall_timeout(tokenize
         assert engine.given_up == [engine.calls[0][0]]
         wait_idle(server)  # the slot is free again
         assert len(server.stalls) == 0
+        ((record,),) = [reporter.records]
+        assert (record.finish_reason, record.error_kind) == ("error", "engine")
     finally:
         engine.released.set()
         server.close()
