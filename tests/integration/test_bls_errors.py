@@ -42,7 +42,8 @@ BAD_REQUESTS = {
         {**PROMPT, "stop_words": [f"w{i}" for i in range(65)]},
         ["stop_words", "64"],
     ),
-    "stop_word_too_long": ({**PROMPT, "stop_words": ["x" * 400]}, ["stop_words", "32"]),
+    # Under max_word_chars (256) but over max_word_tokens (32) tokens.
+    "stop_word_too_long": ({**PROMPT, "stop_words": ["x " * 120]}, ["stop_words", "32"]),
     "too_many_bad_words": (
         {**PROMPT, "bad_words": [f"w{i}" for i in range(65)]},
         ["bad_words", "64"],
