@@ -42,7 +42,7 @@ from pathlib import Path
 from offline_fixtures import ensure_fixtures
 from offline_fixtures.corpus import TRAINING_TEXTS
 from postprocessing import IncrementalDetokenizer, profile_for
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 LENGTHS = (100, 1_000, 10_000)
 BLOCK = 100  # the fixed final block timed "at N"

@@ -1,6 +1,6 @@
 """The BLS side of the `tensorrt_llm` tensor contract: what we send, what comes back.
 
-Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_io` moves these
+Plain numpy in and out, so it is unit-tested without Triton; `bls.triton_metrics` moves these
 arrays through pb_utils. The contract is TensorRT-LLM's C++ `tensorrt_llm` model's: its
 config is model_repository/tensorrt_llm/config.pbtxt.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bls.request import GenerateRequest
-from preprocessing.word_lists import batch_word_lists, encode_word_list
+from bls.request_types import ClientRequest
+from serving_common.word_lists import batch_word_lists, encode_word_list
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _column(values: Sequence[object], dtype: type) -> np.ndarray:
     return np.asarray(values, dtype=dtype).reshape(len(values), 1)
 
 
-def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str, np.ndarray]:
+def engine_inputs(request: ClientRequest, prompts: EncodedPrompts) -> dict[str, np.ndarray]:
     """The engine request for all prompt rows: always streaming, so stop strings can act."""
     rows = len(prompts.input_ids)
     longest = max(len(ids) for ids in prompts.input_ids)
@@ -133,7 +133,7 @@ def engine_inputs(request: GenerateRequest, prompts: EncodedPrompts) -> dict[str
     return inputs
 
 
-def engine_outputs(request: GenerateRequest, prompts: EncodedPrompts) -> tuple[str, ...]:
+def engine_outputs(request: ClientRequest, prompts: EncodedPrompts) -> tuple[str, ...]:
     """The outputs this request needs: every tensor asked for is built, moved and read for
     every token, so the indices and log probs are asked for only when they can matter."""
     outputs = ["output_ids", "sequence_length"]

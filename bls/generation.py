@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bls.engine_io import EngineRow
-from bls.request import GenerateRequest
+from bls.request_types import ClientRequest
 from bls.sequence import SequenceDelta, SequenceState
 from bls.stop_strings import StopStringMatcher
 from bls.validation import ValidatedRequest
@@ -34,7 +34,7 @@ class Generation:
     def __init__(
         self,
         validated: ValidatedRequest,
-        new_detokenizer: Callable[[GenerateRequest], IncrementalDetokenizer],
+        new_detokenizer: Callable[[ClientRequest], IncrementalDetokenizer],
     ) -> None:
         request, prompts = validated.request, validated.prompts
         self.request = request

@@ -1,8 +1,11 @@
 """The limits and defaults of `tensorrt_llm_bls`, read from its config.pbtxt parameters.
 
 A bad value is a deployment mistake, not a client one: it raises
-`preprocessing.config.ConfigError` (a ValueError) at model load, naming the parameter,
+`serving_common.config.ConfigError` (a ValueError) at model load, naming the parameter,
 the value and what is allowed; every model of the pipeline parses parameters the same way.
+The prompt and word limits (max_input_len, max_words, max_word_tokens, max_word_chars,
+max_request_bytes) are the preprocessing model's, read by `PreprocessingSettings`: the BLS
+encodes with the same `PromptEncoder`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bls.metrics import LOG_LEVELS
-from preprocessing.config import (
+from serving_common.config import (
     ConfigError,
     parameter_values,
     parse_bool,
@@ -37,6 +40,7 @@ BLS_PARAMETERS = (
     "max_num_return_sequences",
     "trust_remote_code",
     "skip_special_tokens",
+    "spaces_between_special_tokens",
     "max_concurrent_requests",
     "cancellation_check_period_ms",
     "response_sender_threads",
@@ -53,11 +57,8 @@ class BlsLimits:
     The defaults equal the values shipped in model_repository/tensorrt_llm_bls/config.pbtxt.
     """
 
-    max_input_len: int = 4096  # prompt tokens (checked after tokenization)
     max_output_len: int = 4096  # upper bound of max_tokens
     default_max_tokens: int = 128  # max_tokens when the client gives none
-    max_words: int = 64  # stop/bad/embedding-bias words per list
-    max_word_tokens: int = 32  # tokens per word (checked after tokenization)
     max_batch_rows: int = 64  # prompts in one request (the model's max_batch_size)
     max_num_return_sequences: int = 8  # upper bound of num_return_sequences
     default_skip_special_tokens: bool = True  # skip_special_tokens when not given
@@ -68,11 +69,8 @@ class BlsLimits:
 
     def __post_init__(self) -> None:
         for name in (
-            "max_input_len",
             "max_output_len",
             "default_max_tokens",
-            "max_words",
-            "max_word_tokens",
             "max_batch_rows",
             "max_num_return_sequences",
         ):
@@ -106,11 +104,8 @@ class BlsLimits:
         defaults = cls()
         kwargs: dict[str, object] = {}
         for name in (
-            "max_input_len",
             "max_output_len",
             "default_max_tokens",
-            "max_words",
-            "max_word_tokens",
             "max_num_return_sequences",
         ):
             kwargs[name] = (
@@ -134,6 +129,23 @@ class BlsLimits:
             )
         kwargs["max_batch_rows"] = max_batch_size
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """How the BLS turns token ids into text: the postprocessing model's setting of the
+    same name, so both decode alike."""
+
+    # Slow (pure Python) tokenizers of transformers 4.x put a space between added tokens
+    # and the text around them; fast tokenizers and transformers 5 ignore it.
+    spaces_between_special_tokens: bool = True
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, object]) -> TextSettings:
+        value = parameter_values(parameters).get("spaces_between_special_tokens")
+        if value is None:
+            return cls()
+        return cls(parse_bool("spaces_between_special_tokens", value))
 
 
 # The ServingOptions that are counts (positive integers).

@@ -186,7 +186,7 @@ class RequestRecord:
 
 
 class MetricsExporter(Protocol):
-    """Where metric updates go (Triton's metrics in production; see bls/triton_io.py)."""
+    """Where metric updates go (Triton's metrics in production; see bls/triton_metrics.py)."""
 
     def increment(self, spec: MetricSpec, labels: Mapping[str, str], value: float) -> None: ...
 

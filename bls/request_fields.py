@@ -97,15 +97,9 @@ INPUTS_BY_NAME: dict[str, InputSpec] = {spec.name: spec for spec in INPUT_SPECS}
 #: Inputs that may also be given as request parameters (gRPC parameters, or JSON fields
 #: of the HTTP generate endpoints that Triton turns into parameters). The prompt is not
 #: among them: it must come as a tensor.
-PARAMETER_NAMES: frozenset[str] = frozenset(
+REQUEST_PARAMETER_NAMES: frozenset[str] = frozenset(
     spec.name for spec in INPUT_SPECS if spec.kind in SCALAR_KINDS
 )
 
 #: Older names kept for existing clients: alias -> canonical name.
 ALIASES: dict[str, str] = {"min_length": "min_tokens", "random_seed": "seed"}
-
-#: Request parameters that belong to Triton itself and are never ours to check:
-#: names starting with this prefix, and the request id, which the HTTP generate
-#: endpoint also hands on as a parameter.
-TRITON_PARAMETER_PREFIX = "triton_"
-TRITON_PARAMETERS: frozenset[str] = frozenset({"id"})

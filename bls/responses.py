@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bls.request import GenerateRequest
+from bls.request_types import ClientRequest
 from bls.sequence import SequenceDelta
 
 
@@ -38,7 +38,7 @@ def _text(values: list[str]) -> np.ndarray:
 
 def response_tensors(
     deltas: Sequence[SequenceDelta],
-    request: GenerateRequest,
+    request: ClientRequest,
     prompt_lengths: tuple[int, ...],
     wanted: frozenset[str] | None = None,
 ) -> dict[str, np.ndarray]:

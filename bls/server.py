@@ -41,12 +41,12 @@ from bls.metrics import (
     request_finish_reason,
 )
 from bls.outbox import ClientStream, SenderPool
-from bls.request import GenerateRequest
+from bls.request_types import ClientRequest
 from bls.responses import ResponseSink, response_tensors
 from bls.stall import StallWatch
 from bls.validation import RequestValidator
 from postprocessing.detokenizer import IncrementalDetokenizer
-from preprocessing.errors import RequestError
+from serving_common.errors import RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class BlsServer:
         *,
         validator: RequestValidator,
         engine: EngineFactory,
-        new_detokenizer: Callable[[GenerateRequest], IncrementalDetokenizer],
+        new_detokenizer: Callable[[ClientRequest], IncrementalDetokenizer],
         options: ServingOptions | None = None,
         reporter: Reporter | None = None,
         log_text: bool = False,
@@ -317,7 +317,7 @@ class BlsServer:
             )
 
 
-def _prompt_text(request: GenerateRequest) -> str:
+def _prompt_text(request: ClientRequest) -> str:
     texts = []
     for prompt in request.prompts:
         texts.append(getattr(prompt, "text", None) or json.dumps(prompt.as_dicts()))

@@ -11,28 +11,12 @@ import math
 
 import numpy as np
 
-from preprocessing.errors import RequestError
+from serving_common.errors import RequestError
 
 # Values an INT32 tensor can hold: a request parameter (a Python int) must fit too.
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 UINT64_MAX = 2**64 - 1
-
-
-def decode_utf8(field: str, raw: object, where: str) -> str:
-    """One string element as text; `where` says which element, for the error message."""
-    if isinstance(raw, str):
-        return raw
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        data = bytes(raw)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise RequestError(
-                field,
-                f"{where} is not valid UTF-8 ({error.reason} at byte offset {error.start})",
-            ) from None
-    raise RequestError(field, f"{where} must be a string, got {type(raw).__name__}")
 
 
 def check_rows(field: str, array: np.ndarray, batch_size: int) -> None:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from bls.engine_io import EncodedPrompts
-from bls.request import BlsLimits, ChatPrompt, GenerateRequest, TextPrompt, parse_generate_request
+from bls.limits import BlsLimits
+from bls.request_rules import read_client_request
+from bls.request_types import ChatPrompt, ClientRequest, TextPrompt
 from preprocessing.encoding import PromptEncoder
-from preprocessing.errors import RequestError
 from preprocessing.request_size import check_request_size
+from serving_common.errors import RequestError
 
 # Left out of max_request_bytes: LoRA weights are large by design (tens of MB for one
 # adapter of an 8B model) and are only copied here, never decoded.
@@ -26,7 +28,7 @@ SIZE_EXEMPT_INPUTS = frozenset({"lora_weights"})
 
 @dataclass(frozen=True)
 class ValidatedRequest:
-    request: GenerateRequest
+    request: ClientRequest
     prompts: EncodedPrompts
 
 
@@ -39,10 +41,10 @@ class RequestValidator:
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, object]
     ) -> ValidatedRequest:
         check_request_size(inputs, self.encoder.limits.max_request_bytes, SIZE_EXEMPT_INPUTS)
-        request = parse_generate_request(inputs, parameters, self.limits)
+        request = read_client_request(inputs, parameters, self.limits)
         return ValidatedRequest(request, self._encode(request))
 
-    def _encode(self, request: GenerateRequest) -> EncodedPrompts:
+    def _encode(self, request: ClientRequest) -> EncodedPrompts:
         encoder = self.encoder
         input_ids = []
         for row, prompt in enumerate(request.prompts):
@@ -52,7 +54,7 @@ class RequestValidator:
             else:
                 assert isinstance(prompt, ChatPrompt)
                 field = "messages" if request.batch_size == 1 else f"messages[{row}]"
-                input_ids.append(tuple(encoder.encode_conversation(prompt.as_dicts(), field)))
+                input_ids.append(tuple(encoder.encode_conversation(prompt.messages, field)))
         self._check_fits_the_engine(request, input_ids)
         end_id = request.end_id if request.end_id is not None else encoder.end_id
         if end_id is None:
@@ -61,7 +63,7 @@ class RequestValidator:
         bias = None
         if request.embedding_bias_words:
             bias = encoder.embedding_bias(
-                request.embedding_bias_words, request.embedding_bias_weights
+                zip(request.embedding_bias_words, request.embedding_bias_weights, strict=True)
             )
         return EncodedPrompts(
             input_ids=tuple(input_ids),
@@ -78,7 +80,7 @@ class RequestValidator:
         )
 
     def _check_fits_the_engine(
-        self, request: GenerateRequest, input_ids: list[tuple[int, ...]]
+        self, request: ClientRequest, input_ids: list[tuple[int, ...]]
     ) -> None:
         limit = self.limits.max_seq_len
         longest = max(len(ids) for ids in input_ids)

@@ -118,7 +118,9 @@ def _outputs(layout: OutputLayout, options: BuildOptions) -> list[Path]:
     """What this build writes under OUT (the engine only when it is really built)."""
     paths = [layout.repository, layout.tokenizer, layout.launch_script, layout.slurm_script]
     paths.append(layout.xgrammar_tokenizer_info)
-    paths += [layout.root / name for name in ("bls", "preprocessing", "postprocessing")]
+    paths += [
+        layout.root / name for name in ("bls", "serving_common", "preprocessing", "postprocessing")
+    ]
     paths += [layout.root / "reference_engine", layout.root / "llm_api_engine"]
     if options.engine is EngineKind.TENSORRT_LLM and not options.dry_run:
         paths += [layout.engine, layout.trtllm_checkpoint]

@@ -6,7 +6,7 @@ OUT/trtllm_checkpoint/    the intermediate TensorRT-LLM checkpoint (may be delet
 OUT/tokenizer/            the tokenizer files, copied from the checkpoint
 OUT/xgrammar_tokenizer_info.json   (--guided-decoding only) what the C++ backend's
                           guided decoding reads about the tokenizer
-OUT/bls/ preprocessing/ postprocessing/ [reference_engine/]
+OUT/bls/ serving_common/ preprocessing/ postprocessing/ [reference_engine/]
                           the packages, so each model.py finds them without pip
 OUT/launch_triton.sh, OUT/slurm_example.sbatch   (tp × pp > 1 only)
 """

@@ -31,7 +31,15 @@ from local_triton.model_config import (
 
 # Packages of this project; a copied package that imports one of these pulls it in too.
 FIRST_PARTY_PACKAGES = frozenset(
-    {"bls", "preprocessing", "postprocessing", "reference_engine", "llm_api_engine", "local_triton"}
+    {
+        "bls",
+        "serving_common",
+        "preprocessing",
+        "postprocessing",
+        "reference_engine",
+        "llm_api_engine",
+        "local_triton",
+    }
 )
 _COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 

@@ -146,7 +146,7 @@ def plan_build(options: BuildOptions, checkpoint: CheckpointInfo) -> list[BuildS
 
 def engine_packages(engine: EngineKind) -> list[str]:
     """The packages the repository's models import (their own imports are added too)."""
-    packages = ["bls", "preprocessing", "postprocessing"]
+    packages = ["bls", "serving_common", "preprocessing", "postprocessing"]
     if engine is EngineKind.REFERENCE:
         packages.append("reference_engine")
     elif engine is EngineKind.PYTORCH:

@@ -239,7 +239,7 @@ def _int(value: str | None) -> int | None:
 
 def check_tokenizer_loads(path: Path, *, trust_remote_code: bool) -> int:
     """Load the tokenizer with the models' own loader and encode a word; return its size."""
-    from preprocessing.tokenizer_loading import TokenizerLoadError, load_tokenizer
+    from serving_common.tokenizer_loading import TokenizerLoadError, load_tokenizer
 
     try:
         tokenizer = load_tokenizer(path, trust_remote_code)

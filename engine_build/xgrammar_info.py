@@ -65,7 +65,7 @@ def write_tokenizer_info(
     tokenizer_dir: Path, destination: Path, *, trust_remote_code: bool = False
 ) -> Path:
     """Write the file for the tokenizer in `tokenizer_dir` to `destination`."""
-    from preprocessing.tokenizer_loading import TokenizerLoadError, load_tokenizer
+    from serving_common.tokenizer_loading import TokenizerLoadError, load_tokenizer
 
     try:
         tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preprocessing.config import (
+from serving_common.config import (
     ConfigError,
     check_known_parameters,
     parameter_values,

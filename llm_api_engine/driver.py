@@ -28,11 +28,11 @@ from typing import Protocol
 
 from llm_api_engine.outputs import Advance, CompletionSnapshot, SequenceProgress
 from llm_api_engine.sampling import GenerationCall, generation_call
-from preprocessing.errors import RequestError
 from reference_engine.contract import response_tensors
 from reference_engine.scheduler import sample_seed
 from reference_engine.sink import ResponseSink, safe_error, safe_send
 from reference_engine.types import GenerationRequest
+from serving_common.errors import RequestError
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ Decisions (each keeps the C++ backend's behaviour, which the BLS relies on):
 - Tokens only (`detokenize=False`): the BLS detokenizes; and the prompt is never echoed
   (`exclude_input_from_output=True`): the driver adds it for exclude_input_in_output=false.
 - Guided decoding: the contract layer has parsed and checked the guide
-  (`preprocessing.guided_decoding`); it becomes SamplingParams' `guided_decoding`, a
+  (`serving_common.guided_decoding`); it becomes SamplingParams' `guided_decoding`, a
   `GuidedDecodingParams` with the one field that carries its type. The LLM needs its
   `guided_decoding_backend` for that (the model parameter of the same name); a model
   without one refuses guided requests with UNSUPPORTED, as the C++ backend without its
@@ -36,14 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_api_engine.logits import ContractLogitsProcessor
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import GUIDE_TYPE_INPUT, Guide, GuideType
 from reference_engine.types import (
     DEFAULT_TOP_P_DECAY,
     DEFAULT_TOP_P_MIN,
     DEFAULT_TOP_P_RESET_ID,
     SequenceSpec,
 )
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import GUIDE_TYPE_INPUT, Guide, GuideType
 
 # The contract's guide types (the C++ backend's guided_decoding_guide_type values) ->
 # the GuidedDecodingParams field that carries each (llm_api_engine.release).

@@ -14,13 +14,13 @@ from typing import Any
 from llm_api_engine.config import LlmApiConfig, read_checkpoint_shape
 from llm_api_engine.driver import LlmApiDriver, LlmEngine
 from reference_engine.contract import ContractDefaults, EngineLimits
-from reference_engine.triton_glue import (
-    accept_request,
-    decoupled_model_config,
-    install_log_handler,
-)
+from reference_engine.triton_glue import accept_request, decoupled_model_config
+from serving_common.triton_glue import install_log_handler, remove_log_handler
 
 logger = logging.getLogger("llm_api_engine")
+
+# The packages whose log records go to Triton's log.
+LOGGERS = ("llm_api_engine", "reference_engine", "serving_common")
 
 ENGINE_NAME = "the tensorrt_llm LLM-API model"
 # No max_seq_len parameter and no max_position_embeddings in config.json: the LLM API
@@ -44,7 +44,7 @@ class TritonLlmApiModel:
         engine_factory: Callable[[LlmApiConfig], LlmEngine] = create_engine,
     ) -> None:
         self._pb = pb_utils
-        self._handler = install_log_handler(pb_utils, "llm_api_engine")
+        self._handler = install_log_handler(pb_utils, *LOGGERS)
         model_config = decoupled_model_config(pb_utils, args, "the tensorrt_llm LLM-API model")
         self.config = LlmApiConfig.from_parameters(model_config.get("parameters", {}) or {})
         shape = read_checkpoint_shape(self.config.model_dir)
@@ -83,4 +83,4 @@ class TritonLlmApiModel:
 
     def finalize(self) -> None:
         self.driver.shutdown()
-        logging.getLogger("llm_api_engine").removeHandler(self._handler)
+        remove_log_handler(self._handler, *LOGGERS)

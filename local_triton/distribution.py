@@ -1,7 +1,7 @@
 """Where the tritonserver shipped in the `nvidia-pytriton` wheel lives, and how to run it.
 
 We use only the server binary and its Python backend from that wheel, never PyTriton's
-own Python API. See shared/facts/triton_server_without_gpu.md for the rules encoded here.
+own Python API.
 """
 
 from __future__ import annotations

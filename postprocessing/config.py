@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocessing.config import (
+from serving_common.config import (
     DEFAULT_TOKENIZER_DIR,
     check_known_parameters,
     parameter_values,
@@ -21,7 +21,7 @@ from preprocessing.config import (
 
 # The parameters this model reads; any other key is refused (a misspelt key would
 # otherwise leave its setting at the default without a word).
-PARAMETER_NAMES = (
+POSTPROCESSING_PARAMETERS = (
     "tokenizer_dir",
     "skip_special_tokens",
     "spaces_between_special_tokens",
@@ -41,7 +41,7 @@ class PostprocessingSettings:
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> PostprocessingSettings:
         values = parameter_values(parameters)
-        check_known_parameters(values, PARAMETER_NAMES, "postprocessing")
+        check_known_parameters(values, POSTPROCESSING_PARAMETERS, "postprocessing")
         return cls(
             tokenizer_dir=parse_tokenizer_dir(values),
             skip_special_tokens=parse_bool(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from preprocessing.errors import RequestError, load_json
+from serving_common.errors import RequestError, load_json
 
 _KEYS = ("role", "content", "name")
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from preprocessing.chat import check_messages, parse_messages, render_chat
+from preprocessing.chat import parse_messages, render_chat
 from preprocessing.config import PreprocessingLimits
-from preprocessing.errors import RequestError
-from preprocessing.text import as_text
 from preprocessing.word_variants import word_token_variants
+from serving_common.errors import RequestError
+from serving_common.text import decode_utf8
 
 _WORD_CACHE_SIZE = 4096
 # A prompt longer than max_input_len x this many characters is first judged by its head
@@ -71,7 +71,7 @@ class PromptEncoder:
 
     def encode_text(self, text: str | bytes, field: str = "text_input") -> list[int]:
         """Prompt text to ids, with special tokens as configured and never two BOS."""
-        prompt = as_text(text, field)
+        prompt = decode_utf8(field, text)
         if not prompt:
             raise RequestError(field, "is empty; send a non-empty prompt")
         ids = self._tokenize_prompt(prompt, field, self.add_special_tokens)
@@ -80,16 +80,19 @@ class PromptEncoder:
 
     def encode_messages(self, messages_json: str | bytes, field: str = "messages") -> list[int]:
         """A JSON conversation to ids, through the tokenizer's chat template."""
-        text = as_text(messages_json, field)
+        text = decode_utf8(field, messages_json)
         return self.encode_conversation(parse_messages(text, field), field)
 
-    def encode_conversation(self, messages: Sequence[object], field: str = "messages") -> list[int]:
-        """Already-parsed messages ({role, content}) to ids, through the chat template.
+    def encode_conversation(
+        self, messages: Sequence[Mapping[str, str]], field: str = "messages"
+    ) -> list[int]:
+        """Checked messages (`chat.parse_messages` checked them) to ids, through the chat
+        template.
 
         The rendered template already holds the special tokens where the template puts
         them (BOS first, usually), so it is encoded without adding any again.
         """
-        checked = check_messages(messages, field)
+        checked = [dict(message) for message in messages]
         with self._lock:
             rendered = render_chat(self.tokenizer, checked, field)
         ids = self._tokenize_prompt(rendered, field, add_special_tokens=False)
@@ -165,40 +168,25 @@ class PromptEncoder:
         return sequences
 
     def embedding_bias(
-        self,
-        words: Sequence[str | bytes],
-        weights: Sequence[float] | np.ndarray,
-        words_field: str = "embedding_bias_words",
-        weights_field: str = "embedding_bias_weights",
+        self, pairs: Iterable[tuple[str | bytes, float]], field: str = "embedding_bias_words"
     ) -> np.ndarray:
         """A float32 [vocab_size] bias: each token of each word (every form) gets its weight.
 
-        A token shared by several words gets the sum of their weights.
+        `pairs` are a client's words and weights as `embedding_bias_pairs` checked them. A
+        token shared by several words gets the sum of their weights.
         """
-        weight_values = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if len(words) != len(weight_values):
-            raise RequestError(
-                words_field,
-                f"has {len(words)} words but {weights_field} has {len(weight_values)} "
-                "weights; send one weight per word",
-            )
-        if not np.all(np.isfinite(weight_values)):
-            raise RequestError(weights_field, "must be finite numbers (no NaN or infinity)")
-        texts = self._word_texts(words, words_field, keep_empty=True)
+        pairs = list(pairs)
+        texts = self._word_texts([word for word, _ in pairs], field)
         bias = np.zeros(self._vocab_size, dtype=np.float32)
-        for text, weight in zip(texts, weight_values, strict=True):
-            if not text:
-                continue  # padding of a ragged batch
-            tokens = {t for variant in self._variants(text, words_field) for t in variant}
+        for text, (_, weight) in zip(texts, pairs, strict=True):
+            tokens = {t for variant in self._variants(text, field) for t in variant}
             bias[sorted(tokens)] += np.float32(weight)
         return bias
 
-    def _word_texts(
-        self, words: Sequence[str | bytes], field: str, keep_empty: bool = False
-    ) -> list[str]:
+    def _word_texts(self, words: Sequence[str | bytes], field: str) -> list[str]:
         texts = []
         for index, word in enumerate(words):
-            texts.append(as_text(word, f"{field}[{index}]"))
+            texts.append(decode_utf8(f"{field}[{index}]", word))
         present = sum(1 for t in texts if t)
         limit = self.limits.max_words
         if present > limit:
@@ -215,7 +203,7 @@ class PromptEncoder:
                     f"the word {_preview(text)} is {len(text)} characters, over the limit of "
                     f"{chars} characters per word (max_word_chars)",
                 )
-        return texts if keep_empty else [t for t in texts if t]
+        return [t for t in texts if t]
 
     def _variants(self, word: str, field: str) -> list[list[int]]:
         with self._lock:
@@ -242,6 +230,29 @@ class PromptEncoder:
     def _encode_plain(self, text: str) -> list[int]:
         # Called with self._lock held.
         return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+def embedding_bias_pairs(
+    words: Sequence[str | bytes],
+    weights: Sequence[float] | np.ndarray,
+    words_field: str = "embedding_bias_words",
+    weights_field: str = "embedding_bias_weights",
+) -> list[tuple[str | bytes, float]]:
+    """One list of bias words and their weights as a client sent it, checked: one finite
+    weight per word. Returns the (word, weight) pairs without padding: an empty word goes,
+    with its weight."""
+    weight_values = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if len(words) != len(weight_values):
+        raise RequestError(
+            words_field,
+            f"has {len(words)} words but {weights_field} has {len(weight_values)} "
+            "weights; send one weight per word",
+        )
+    if not np.all(np.isfinite(weight_values)):
+        raise RequestError(weights_field, "must be finite numbers (no NaN or infinity)")
+    return [
+        (word, float(weight)) for word, weight in zip(words, weight_values, strict=True) if word
+    ]
 
 
 def _preview(word: str, limit: int = 40) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
-from preprocessing.errors import RequestError
+from serving_common.errors import RequestError
 
 
 def input_bytes(array: np.ndarray) -> int:

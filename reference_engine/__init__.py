@@ -1,8 +1,8 @@
 """The reference engine: a Python stand-in for TensorRT-LLM's C++ `tensorrt_llm` model.
 
-It speaks the same tensor contract (/work/shared/facts/tensorrt_llm_model_contract.md),
-so the BLS, preprocessing and postprocessing run and are tested for real on any
-machine. Two layers:
+It speaks the same tensor contract (`contract.py`, the inputs and outputs of
+`model_repository/tensorrt_llm/config.pbtxt`), so the BLS, preprocessing and
+postprocessing run and are tested for real on any machine. Two layers:
 
 - contract adapter (`contract.py`): request tensors -> `GenerationRequest` /
   `StopRequest`, validation (clear INVALID_ARG / UNSUPPORTED errors), response tensors;

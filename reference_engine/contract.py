@@ -1,5 +1,5 @@
 """The `tensorrt_llm` tensor contract: request tensors in, typed requests out, and
-response tensors back (see /work/shared/facts/tensorrt_llm_model_contract.md).
+response tensors back, as `model_repository/tensorrt_llm/config.pbtxt` declares them.
 
 Plain numpy in and out, no Triton: `model.py` reads each input with
 `pb_utils.get_input_tensor_by_name(...).as_numpy()` and hands the dict to
@@ -14,15 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import (
-    GUIDE_INPUT,
-    GUIDE_TYPE_INPUT,
-    Guide,
-    check_guide,
-    parse_guide,
-)
-from preprocessing.word_lists import decode_word_list
 from reference_engine.types import (
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_K,
@@ -37,6 +28,16 @@ from reference_engine.types import (
     StopRequest,
 )
 from reference_engine.words import normalize_words
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import (
+    GUIDE_INPUT,
+    GUIDE_TYPE_INPUT,
+    Guide,
+    check_guide,
+    parse_guide,
+)
+from serving_common.text import decode_utf8
+from serving_common.word_lists import decode_word_list
 
 # Inputs this engine honours (name -> numpy dtype kind it must have: i=int, u=uint,
 # f=float, b=bool, O=strings). Names and dtypes follow TensorRT-LLM's
@@ -337,7 +338,7 @@ class _ScalarReader:
         values = self.values(name)
         if values is None:
             return [None] * self._batch
-        return [_text(name, value, row) for row, value in enumerate(values)]
+        return [decode_utf8(name, value, f"row {row}") for row, value in enumerate(values)]
 
     def bools(self, name: str, default: bool) -> list[bool]:
         values = self.values(name)
@@ -389,17 +390,6 @@ def _sampling_rows(reader: _ScalarReader) -> list[SamplingParams]:
             )
         )
     return rows
-
-
-def _text(name: str, value: object, row: int) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise RequestError(name, f"row {row}: is not valid UTF-8") from None
-    raise RequestError(name, f"row {row}: expected a string, got {type(value).__name__}")
 
 
 def _guide_rows(reader: _ScalarReader) -> list[Guide | None]:

@@ -22,15 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import (
+from reference_engine.types import SequenceSpec
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import (
     GUIDE_CACHE_SIZE,
     GUIDE_INPUT,
     GUIDE_TYPE_INPUT,
     Guide,
     guide_grammar,
 )
-from reference_engine.types import SequenceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,6 @@ def raise_no_token_left() -> None:
 
 
 def _load_tokenizer(tokenizer_dir: Path) -> Any:
-    from preprocessing.tokenizer_loading import load_tokenizer
+    from serving_common.tokenizer_loading import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)

@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
 from reference_engine.contract import response_tensors
 from reference_engine.faults import Fault, FaultPlan, malformed
@@ -26,6 +25,7 @@ from reference_engine.metrics import EngineMetrics, NullMetrics
 from reference_engine.sink import ResponseSink, safe_error, safe_send
 from reference_engine.types import GenerationRequest, LiveSequence, StepOutput
 from reference_engine.words import matched_stop_word
+from serving_common.errors import RequestError
 
 logger = logging.getLogger(__name__)
 

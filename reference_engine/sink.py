@@ -1,7 +1,9 @@
 """Where the scheduler sends one request's responses.
 
-In Triton it wraps the request's `response_sender` (see `triton_glue.TritonSink`);
-in unit tests it records what was sent (`testing.RecordingSink`).
+In Triton it wraps the request's `response_sender`
+(`serving_common.triton_glue.TritonResponseSink`, which logs a failed send instead of
+raising it and then reads as cancelled); in unit tests it records what was sent
+(`testing.RecordingSink`).
 """
 
 from __future__ import annotations

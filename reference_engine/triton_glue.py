@@ -11,9 +11,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import numpy as np
-
-from preprocessing.errors import RequestError
 from reference_engine.backends import create_backend
 from reference_engine.config import EngineConfig, parameters_from_model_config
 from reference_engine.contract import (
@@ -28,49 +25,22 @@ from reference_engine.metrics import CANCEL_REASONS
 from reference_engine.scheduler import Scheduler
 from reference_engine.sink import ResponseSink
 from reference_engine.types import GenerationRequest, StopRequest
+from serving_common.errors import RequestError
+from serving_common.triton_glue import (
+    TritonResponseSink,
+    install_log_handler,
+    read_inputs,
+    remove_log_handler,
+)
 
 logger = logging.getLogger("reference_engine")
 
+# The packages whose log records go to Triton's log.
+LOGGERS = ("reference_engine", "serving_common")
+# Every input of the tensor contract: the unsupported ones are read to be refused.
+CONTRACT_INPUTS = (*SUPPORTED_INPUTS, *UNSUPPORTED_INPUTS)
+
 BATCH_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-
-
-class TritonSink:
-    """ResponseSink over one request's pb_utils response sender."""
-
-    def __init__(self, pb_utils: Any, request: Any) -> None:
-        self._pb = pb_utils
-        self._request = request
-        self._sender = request.get_response_sender()
-        # Triton drops outputs the client did not ask for; not building them saves the
-        # work (the BLS asks for output_ids and sequence_length only, most of the time).
-        self._requested = frozenset(request.requested_output_names() or ())
-
-    def send(self, tensors: Mapping[str, np.ndarray] | None, *, final: bool) -> None:
-        flags = self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
-        if tensors is None:
-            self._sender.send(flags=flags)
-            return
-        requested = self._requested
-        outputs = [
-            self._pb.Tensor(name, np.ascontiguousarray(arr))
-            for name, arr in tensors.items()
-            if not requested or name in requested
-        ]
-        self._sender.send(self._pb.InferenceResponse(output_tensors=outputs), flags=flags)
-
-    def send_error(self, message: str, code: str) -> None:
-        error_cls = self._pb.TritonError
-        error = error_cls(message, getattr(error_cls, code, error_cls.INTERNAL))
-        self._sender.send(
-            self._pb.InferenceResponse(output_tensors=[], error=error),
-            flags=self._pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
-        )
-
-    def is_cancelled(self) -> bool:
-        # Both exist in python_backend 2.51; the sender's is the one documented for
-        # decoupled models that answer after execute() returned.
-        checker = getattr(self._sender, "is_cancelled", None) or self._request.is_cancelled
-        return bool(checker())
 
 
 class TritonMetrics:
@@ -147,42 +117,12 @@ class TritonMetrics:
         self._batch.observe(size)
 
 
-class PbLoggerHandler(logging.Handler):
-    """Forwards the package's log records to pb_utils.Logger (Triton's log)."""
-
-    def __init__(self, pb_utils: Any) -> None:
-        super().__init__()
-        self._logger = pb_utils.Logger
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = self.format(record)
-            if record.levelno >= logging.ERROR:
-                self._logger.log_error(message)
-            elif record.levelno >= logging.WARNING:
-                self._logger.log_warn(message)
-            else:
-                self._logger.log_info(message)
-        except Exception:  # logging must never break the engine
-            pass
-
-
-def read_inputs(pb_utils: Any, request: Any) -> dict[str, np.ndarray]:
-    """Every contract input the request carries, as numpy arrays."""
-    inputs: dict[str, np.ndarray] = {}
-    for name in (*SUPPORTED_INPUTS, *UNSUPPORTED_INPUTS):
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        if tensor is not None:
-            inputs[name] = tensor.as_numpy()
-    return inputs
-
-
 class TritonEngineModel:
     """initialize / execute / finalize of the `tensorrt_llm` stand-in."""
 
     def __init__(self, pb_utils: Any, args: Mapping[str, str]) -> None:
         self._pb = pb_utils
-        self._handler = install_log_handler(pb_utils, "reference_engine")
+        self._handler = install_log_handler(pb_utils, *LOGGERS)
         model_config = decoupled_model_config(pb_utils, args, "the tensorrt_llm stand-in")
         self.config = EngineConfig.from_parameters(parameters_from_model_config(model_config))
         self.backend = create_backend(self.config)
@@ -236,7 +176,7 @@ class TritonEngineModel:
     def finalize(self) -> None:
         self.scheduler.shutdown()
         self._delivery.close()
-        logging.getLogger("reference_engine").removeHandler(self._handler)
+        remove_log_handler(self._handler, *LOGGERS)
 
 
 class RequestTarget(Protocol):
@@ -260,10 +200,10 @@ def accept_request(
     A refusal is sent here, on the execute thread; `target` gets the sink through
     `wrap_sink` (the reference engine queues its sends for sender threads).
     """
-    sink = TritonSink(pb_utils, request)
+    sink = TritonResponseSink(pb_utils, request)
     try:
         parsed = parse_request(
-            read_inputs(pb_utils, request), request.request_id(), limits, defaults
+            read_inputs(pb_utils, request, CONTRACT_INPUTS), request.request_id(), limits, defaults
         )
     except RequestError as exc:
         sink.send_error(str(exc), exc.code)
@@ -276,16 +216,6 @@ def accept_request(
         target.stop(parsed.request_id, wrap_sink(sink))
     else:
         target.submit(parsed, wrap_sink(sink))
-
-
-def install_log_handler(pb_utils: Any, logger_name: str) -> logging.Handler:
-    """Send the `logger_name` package's log records to Triton's log; returns the handler."""
-    handler = PbLoggerHandler(pb_utils)
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    root = logging.getLogger(logger_name)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return handler
 
 
 def decoupled_model_config(pb_utils: Any, args: Mapping[str, str], what: str) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from preprocessing.guided_decoding import Guide
+from serving_common.guided_decoding import Guide
 
 # TensorRT-LLM's documented defaults (C++ runtime, SamplingConfig): top_k = 0 and
 # top_p = 0.0 together mean greedy decoding; temperature 1.0 means "no modulation".

@@ -25,9 +25,17 @@ if ! cat "$pins" scripts/test_oldest.sh | cmp -s - "$stamp" 2>/dev/null; then
   # pins fall outside what pyproject.toml declares.
   # accelerate: every TensorRT-LLM release requires it, so the containers have it, and
   # transformers 4.51.0 cannot load a model without it (NameError init_empty_weights).
-  pip_install -c "$pins" -e . "accelerate>=0.25" "tritonclient[grpc]>=2.40" "pytest>=8" \
-    "hypothesis>=6.100"
+  # [gateway], httpx2 (starlette's test client) and jsonschema: the unit tests of the
+  # OpenAI gateway and of guided decoding import them (without them collection stops).
+  pip_install -c "$pins" -e ".[gateway]" "accelerate>=0.25" "tritonclient[grpc]>=2.40" \
+    "pytest>=8" "hypothesis>=6.100" "jsonschema>=4" httpx2
   cat "$pins" scripts/test_oldest.sh >"$stamp"
+fi
+# The editable install maps each package by name: after pyproject.toml changes (a package
+# added, say) the project is installed again, without touching the pinned libraries.
+if ! cmp -s pyproject.toml "$venv/.pyproject.toml" 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  cp pyproject.toml "$venv/.pyproject.toml"
 fi
 
 "$venv/bin/python" - "$pins" <<'PY'

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
 from reference_engine.guided import (
     GuidedDecoder,
@@ -25,6 +24,7 @@ from reference_engine.guided import (
     raise_no_token_left,
 )
 from reference_engine.types import LiveSequence, StepOutput
+from serving_common.errors import RequestError
 
 logger = logging.getLogger(__name__)
 

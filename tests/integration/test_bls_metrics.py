@@ -31,7 +31,7 @@ def bls_metric(server, name: str, **labels: str) -> float:
 
 
 def test_known_requests_give_exact_counts(server, fixture_paths):
-    from preprocessing.tokenizer_loading import load_tokenizer
+    from serving_common.tokenizer_loading import load_tokenizer
 
     tokenizer = load_tokenizer(fixture_paths.reciting_llama)
     prompt_tokens = len(tokenizer.encode(FOX.prompt))

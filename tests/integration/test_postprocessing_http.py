@@ -9,7 +9,7 @@ import pytest
 
 from local_triton.staging import StagingPlan, default_model_repository
 from local_triton.testing import staged_server
-from preprocessing import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 pytestmark = pytest.mark.integration
 

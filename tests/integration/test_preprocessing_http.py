@@ -11,8 +11,9 @@ import pytest
 
 from local_triton.staging import StagingPlan, default_model_repository
 from local_triton.testing import staged_server
-from preprocessing import PreprocessingLimits, PromptEncoder, load_tokenizer
-from preprocessing.triton_io import preprocess
+from preprocessing import PreprocessingLimits, PromptEncoder
+from preprocessing.handler import preprocess
+from serving_common.tokenizer_loading import load_tokenizer
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +137,7 @@ def test_messages_render_the_chat_template(client, local):
         # Sent as binary tensor data, which (unlike JSON) can carry bytes that are not UTF-8.
         (
             lambda: [bytes_input("QUERY", [[b"caf\xc3 au lait"]])],
-            "QUERY: is not valid UTF-8: invalid continuation byte at byte offset 3",
+            "QUERY: is not valid UTF-8 (invalid continuation byte at byte offset 3)",
         ),
         (
             lambda: [bytes_input("MESSAGES", [["{oops"]])],

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from bls.engine_io import EncodedPrompts, engine_inputs
-from bls.request import BlsLimits, parse_generate_request
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import Guide, GuideType
+from bls.limits import BlsLimits
+from bls.request_rules import read_client_request
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import Guide, GuideType
 
 SCHEMA = json.dumps(
     {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
@@ -24,7 +25,7 @@ def strings(*rows: str) -> np.ndarray:
 
 def parse(prompts: int = 1, parameters: dict | None = None, **inputs: np.ndarray):
     arrays = {"text_input": strings(*["Hi"] * prompts), **inputs}
-    return parse_generate_request(arrays, parameters or {}, BlsLimits())
+    return read_client_request(arrays, parameters or {}, BlsLimits())
 
 
 def error_of(*args, **kwargs) -> RequestError:

@@ -1,4 +1,4 @@
-"""parse_generate_request: what a valid request becomes, and the exact error for each bad one.
+"""read_client_request and RequestValidator: what a valid request becomes, and the exact error for each bad one.
 
 Input tensors are built the way Triton hands them to the model: the dtype each input has
 in model_repository/tensorrt_llm_bls/config.pbtxt, with the batch dimension first.
@@ -14,16 +14,20 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bls.request import (
-    BlsLimits,
+from bls.limits import BlsLimits
+from bls.request_rules import read_client_request
+from bls.request_types import (
     ChatPrompt,
-    GenerateRequest,
+    ClientRequest,
     LoraOptions,
     SamplingOptions,
     TextPrompt,
-    parse_generate_request,
 )
-from preprocessing.errors import RequestError
+from bls.validation import RequestValidator
+from preprocessing.config import PreprocessingLimits
+from preprocessing.encoding import PromptEncoder
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm_bls/config.pbtxt"
 _NUMPY = {
@@ -49,7 +53,6 @@ DTYPES = _config_dtypes()
 LIMITS = BlsLimits(
     max_output_len=4096,
     default_max_tokens=128,
-    max_words=4,
     max_batch_rows=4,
     max_num_return_sequences=8,
 )
@@ -73,10 +76,10 @@ def parse(
     parameters: dict[str, object] | None = None,
     limits: BlsLimits = LIMITS,
     prompt: str | None = "Hello",
-) -> GenerateRequest:
+) -> ClientRequest:
     arrays = {} if prompt is None else {"text_input": scalar("text_input", prompt)}
     arrays.update(inputs or {})
-    return parse_generate_request(arrays, parameters or {}, limits)
+    return read_client_request(arrays, parameters or {}, limits)
 
 
 def error_of(*args, **kwargs) -> RequestError:
@@ -95,7 +98,7 @@ def scalars(**values: object) -> dict[str, np.ndarray]:
 
 def test_minimal_request_takes_the_defaults():
     request = parse()
-    assert request == GenerateRequest(
+    assert request == ClientRequest(
         prompts=(TextPrompt("Hello"),),
         max_tokens=128,
         stream=False,
@@ -626,20 +629,33 @@ def test_non_utf8_bytes_are_located():
     )
 
 
+@pytest.fixture(scope="module")
+def validator(fixture_paths) -> RequestValidator:
+    """The whole pass: the word limits are the encoder's, applied as words are tokenized."""
+    tokenizer = load_tokenizer(fixture_paths.sentencepiece_tokenizer)
+    return RequestValidator(PromptEncoder(tokenizer, PreprocessingLimits(max_words=4)), LIMITS)
+
+
+def validation_error(validator: RequestValidator, inputs: dict[str, np.ndarray]) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        validator.validate({"text_input": scalar("text_input", "Hello"), **inputs}, {})
+    return info.value
+
+
 @pytest.mark.parametrize("name", ["stop_words", "bad_words"])
-def test_word_count_cap(name):
+def test_word_count_cap(validator, name):
     check(
-        error_of({name: tensor(name, [["a", "b", "", "c", "d", "e"]])}),
-        f"{name}: has 5 words; at most 4 (max_words) are allowed",
+        validation_error(validator, {name: tensor(name, [["a", "b", "", "c", "d", "e"]])}),
+        f"{name}: has 5 words, over the limit of 4 words (max_words)",
     )
 
 
-def test_embedding_bias_errors():
+def test_embedding_bias_errors(validator):
     words = tensor("embedding_bias_words", [["a", "b"]])
     weights = tensor("embedding_bias_weights", [[1.0]])
     check(
         error_of({"embedding_bias_words": words, "embedding_bias_weights": weights}),
-        "embedding_bias_weights: has 1 weights for 2 embedding_bias_words; give exactly one "
+        "embedding_bias_words: has 2 words but embedding_bias_weights has 1 weights; send one "
         "weight per word",
     )
     check(
@@ -657,16 +673,17 @@ def test_embedding_bias_errors():
                 "embedding_bias_weights": tensor("embedding_bias_weights", [[math.nan]]),
             }
         ),
-        "embedding_bias_weights: must be a finite number, got nan",
+        "embedding_bias_weights: must be finite numbers (no NaN or infinity)",
     )
     check(
-        error_of(
+        validation_error(
+            validator,
             {
                 "embedding_bias_words": tensor("embedding_bias_words", [list("abcde")]),
                 "embedding_bias_weights": tensor("embedding_bias_weights", [[1.0] * 5]),
-            }
+            },
         ),
-        "embedding_bias_words: has 5 words; at most 4 (max_words) are allowed",
+        "embedding_bias_words: has 5 words, over the limit of 4 words (max_words)",
     )
 
 

@@ -8,9 +8,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from bls.limits import BlsLimits, RequestLogSettings, ServingOptions
-from bls.request_fields import INPUT_SPECS, PARAMETER_NAMES
-from preprocessing.config import ConfigError
+from bls.limits import BlsLimits, RequestLogSettings, ServingOptions, TextSettings
+from bls.request_fields import INPUT_SPECS, REQUEST_PARAMETER_NAMES
+from preprocessing.config import PreprocessingLimits, PreprocessingSettings
+from serving_common.config import ConfigError
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository/tensorrt_llm_bls/config.pbtxt"
 
@@ -123,6 +124,7 @@ def test_parameters_hold_finished_values(config):
         "engine_stall_timeout_s": "600",
         "request_log_level": "info",
         "request_log_text": "false",
+        "spaces_between_special_tokens": "true",
     }
     code = [line.split("#", 1)[0] for line in CONFIG.read_text(encoding="utf-8").splitlines()]
     assert not [line for line in code if "${" in line]
@@ -159,17 +161,28 @@ def test_limits_from_the_shipped_config(config):
     parameters = {key: {"string_value": v.string_value} for key, v in config.parameters.items()}
     limits = BlsLimits.from_parameters(parameters, max_batch_size=config.max_batch_size)
     assert limits == BlsLimits(
-        max_input_len=4096,
         max_output_len=4096,
         default_max_tokens=128,
-        max_words=64,
-        max_word_tokens=32,
         max_batch_rows=64,
         max_num_return_sequences=8,
         default_skip_special_tokens=True,
     )
     # The dataclass defaults are the shipped values.
     assert limits == BlsLimits()
+    # The prompt and word limits are the preprocessing model's, read from the same
+    # parameters by the same class the BLS's encoder gets them from.
+    assert PreprocessingSettings.from_parameters(parameters).limits == PreprocessingLimits()
+    assert TextSettings.from_parameters(parameters) == TextSettings(
+        spaces_between_special_tokens=True
+    )
+
+
+def test_spaces_between_special_tokens_is_read_and_checked():
+    assert TextSettings.from_parameters({}) == TextSettings()
+    off = TextSettings.from_parameters({"spaces_between_special_tokens": "false"})
+    assert off.spaces_between_special_tokens is False
+    with pytest.raises(ConfigError, match='spaces_between_special_tokens must be "true"'):
+        TextSettings.from_parameters({"spaces_between_special_tokens": "maybe"})
 
 
 def test_limits_from_plain_strings_and_defaults_for_missing_keys():
@@ -181,7 +194,7 @@ def test_limits_from_plain_strings_and_defaults_for_missing_keys():
     assert limits.default_max_tokens == 16
     assert limits.default_skip_special_tokens is False
     assert limits.max_batch_rows == 8
-    assert limits.max_words == BlsLimits().max_words
+    assert limits.max_num_return_sequences == BlsLimits().max_num_return_sequences
 
 
 @pytest.mark.parametrize(
@@ -192,7 +205,11 @@ def test_limits_from_plain_strings_and_defaults_for_missing_keys():
             64,
             "max_output_len must be a positive integer, got 'lots'",
         ),
-        ({"max_words": "0"}, 64, "max_words must be a positive integer, got '0'"),
+        (
+            {"max_num_return_sequences": "0"},
+            64,
+            "max_num_return_sequences must be a positive integer, got '0'",
+        ),
         (
             {"max_input_len": "${max_input_len}"},
             64,
@@ -236,13 +253,13 @@ def test_parameters_the_bls_leaves_to_others_are_not_checked_here():
 def test_scalar_inputs_are_the_accepted_request_parameters():
     scalar_names = {spec.name for spec in INPUT_SPECS if spec.dims == (1,)}
     # Text (the prompt, and a guide that may be a long schema) comes as a tensor only.
-    assert scalar_names - PARAMETER_NAMES == {
+    assert scalar_names - REQUEST_PARAMETER_NAMES == {
         "text_input",
         "messages",
         "guided_decoding_guide_type",
         "guided_decoding_guide",
     }
-    assert scalar_names >= PARAMETER_NAMES
+    assert scalar_names >= REQUEST_PARAMETER_NAMES
 
 
 def test_the_shipped_parameters_are_exactly_those_the_bls_reads(config):
@@ -253,7 +270,7 @@ def test_the_shipped_parameters_are_exactly_those_the_bls_reads(config):
 
 def test_a_misspelt_parameter_is_refused():
     from bls.limits import BLS_PARAMETERS
-    from preprocessing.config import check_known_parameters
+    from serving_common.config import check_known_parameters
 
     with pytest.raises(
         ConfigError, match=r"unknown parameter 'max_output_length'.*tensorrt_llm_bls"

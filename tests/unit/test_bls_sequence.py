@@ -7,7 +7,7 @@ import pytest
 from bls.engine_io import EngineRow
 from bls.sequence import SequenceState
 from postprocessing.detokenizer import IncrementalDetokenizer
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from bls.validation import RequestValidator
 from postprocessing.detokenizer import IncrementalDetokenizer
 from preprocessing.config import PreprocessingLimits
 from preprocessing.encoding import PromptEncoder
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 from bls.limits import ServingOptions
 from bls.stall import StallWatch
-from preprocessing.config import ConfigError
+from serving_common.config import ConfigError
 
 
 @dataclass(eq=False)

@@ -27,7 +27,7 @@ from postprocessing import (
 )
 from postprocessing.state import MAX_CONTEXT_IDS, MAX_PENDING_IDS
 from postprocessing.tokenizer_profile import decode_stream_is_safe
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 from tests.unit.detokenizer_oracle import REPLACEMENT, one_id_per_byte
 
 

@@ -50,7 +50,7 @@ from postprocessing import (
     decode_texts,
     profile_for,
 )
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 from tests.unit import detokenizer_oracle as oracle
 from tests.unit.detokenizer_oracle import (
     REPLACEMENT,

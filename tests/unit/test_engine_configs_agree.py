@@ -25,11 +25,12 @@ def test_the_bls_sends_only_inputs_the_engine_declares():
     import numpy as np
 
     from bls.engine_io import EncodedPrompts, cancel_inputs, engine_inputs
-    from bls.request import BlsLimits, parse_generate_request
+    from bls.limits import BlsLimits
+    from bls.request_rules import read_client_request
 
     production = load_model_config(default_model_repository() / "tensorrt_llm" / "config.pbtxt")
     declared, _ = tensor_specs(production)
-    request = parse_generate_request(
+    request = read_client_request(
         {
             "text_input": np.array([[b"hi"]], dtype=object),
             "top_k": np.array([[5]], dtype=np.int32),

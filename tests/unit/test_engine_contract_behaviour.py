@@ -24,11 +24,11 @@ import pytest
 from llm_api_engine.driver import LlmApiDriver
 from llm_api_engine.outputs import CompletionSnapshot
 from llm_api_engine.sampling import GenerationCall
-from preprocessing.word_lists import encode_word_list
 from reference_engine.contract import EngineLimits, parse_request
 from reference_engine.scheduler import Scheduler, sample_seed
 from reference_engine.testing import RecordingSink
 from reference_engine.types import GenerationRequest
+from serving_common.word_lists import encode_word_list
 from tests.unit.test_reference_engine_scheduler import ScriptedBackend
 
 LIMITS = EngineLimits(max_seq_len=512, vocab_size=1000)

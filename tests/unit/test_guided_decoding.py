@@ -1,4 +1,4 @@
-"""preprocessing.guided_decoding: which guides are accepted, and the error for each bad one."""
+"""serving_common.guided_decoding: which guides are accepted, and the error for each bad one."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from preprocessing import guided_decoding
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import Guide, GuideType, check_guide, parse_guide
+from serving_common import guided_decoding
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import Guide, GuideType, check_guide, parse_guide
 
 SCHEMA = json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
 

@@ -34,10 +34,10 @@ from llm_api_engine.sampling import (
     sampling_params_kwargs,
 )
 from offline_fixtures import ensure_fixtures
-from preprocessing.errors import RequestError
-from preprocessing.guided_decoding import GuideType
-from preprocessing.word_lists import encode_word_list
 from reference_engine.contract import EngineLimits, parse_request
+from serving_common.errors import RequestError
+from serving_common.guided_decoding import GuideType
+from serving_common.word_lists import encode_word_list
 
 LIMITS = EngineLimits(max_seq_len=64, vocab_size=100)
 IMPORTABLE, WHY_NOT = tensorrt_llm_importable()

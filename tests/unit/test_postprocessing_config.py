@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from local_triton.model_config import config_parameters, load_model_config, tensor_specs
-from postprocessing.config import PARAMETER_NAMES, PostprocessingSettings
-from postprocessing.triton_io import INPUT_NAMES, OUTPUT_NAMES
-from preprocessing.config import ConfigError
+from postprocessing.config import POSTPROCESSING_PARAMETERS, PostprocessingSettings
+from postprocessing.handler import INPUT_NAMES, OUTPUT_NAMES
+from serving_common.config import ConfigError
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / "postprocessing"
 
@@ -52,7 +52,7 @@ def test_shipped_config_matches_the_code():
     assert config.name == "postprocessing" and config.backend == "python"
     assert config.max_batch_size > 0
     parameters = config_parameters(config)
-    assert tuple(sorted(parameters)) == tuple(sorted(PARAMETER_NAMES))
+    assert tuple(sorted(parameters)) == tuple(sorted(POSTPROCESSING_PARAMETERS))
     # The shipped values are the code's defaults, so a missing parameter changes nothing.
     assert PostprocessingSettings.from_parameters(parameters) == PostprocessingSettings()
     inputs, outputs = tensor_specs(config)
@@ -66,7 +66,7 @@ def test_shipped_config_matches_the_code():
 
 def test_every_parameter_is_commented_with_its_default():
     text = (MODEL_DIR / "config.pbtxt").read_text(encoding="utf-8")
-    for name in PARAMETER_NAMES:
+    for name in POSTPROCESSING_PARAMETERS:
         key_line = text.index(f'key: "{name}"')
         comment = text[text.rindex("{", 0, key_line) : key_line]
         assert "#" in comment and "Default:" in comment, name

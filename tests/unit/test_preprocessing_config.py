@@ -9,13 +9,9 @@ import pytest
 
 from local_triton.model_config import config_parameters, load_model_config
 from offline_fixtures import ensure_fixtures
-from preprocessing import (
-    ConfigError,
-    PreprocessingLimits,
-    PreprocessingSettings,
-    TokenizerLoadError,
-    load_tokenizer,
-)
+from preprocessing import PreprocessingLimits, PreprocessingSettings
+from serving_common.config import ConfigError
+from serving_common.tokenizer_loading import TokenizerLoadError, load_tokenizer
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository" / "preprocessing" / "config.pbtxt"
 

@@ -9,14 +9,11 @@ import pytest
 
 from offline_fixtures import ensure_fixtures
 from offline_fixtures.corpus import TRAINING_TEXTS
-from preprocessing import (
-    PreprocessingLimits,
-    PromptEncoder,
-    RequestError,
-    decode_word_list,
-    encode_word_list,
-    load_tokenizer,
-)
+from preprocessing import PreprocessingLimits, PromptEncoder
+from preprocessing.encoding import embedding_bias_pairs
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
+from serving_common.word_lists import decode_word_list, encode_word_list
 
 LIMITS = PreprocessingLimits(max_input_len=64, max_words=4, max_word_tokens=8)
 
@@ -231,7 +228,7 @@ def test_invalid_utf8_word_names_field_and_offset(encoder):
 
 
 def test_embedding_bias_weights_every_form_of_every_word(encoder):
-    bias = encoder.embedding_bias(["hello", "world"], [2.5, -1.0])
+    bias = encoder.embedding_bias([("hello", 2.5), ("world", -1.0)])
     assert bias.shape == (encoder.vocab_size,) and bias.dtype == np.float32
     hello = {t for v in encoder.word_lists(["hello"], "w") for t in v}
     world = {t for v in encoder.word_lists(["world"], "w") for t in v}
@@ -245,16 +242,16 @@ def test_embedding_bias_weights_every_form_of_every_word(encoder):
     assert encoder.tokenizer.bos_token_id not in np.flatnonzero(bias)
 
 
-def test_embedding_bias_length_mismatch_names_both_fields(encoder):
+def test_embedding_bias_length_mismatch_names_both_fields():
     with pytest.raises(RequestError) as caught:
-        encoder.embedding_bias(["a", "b", "c"], [1.0, 2.0])
+        embedding_bias_pairs(["a", "b", "c"], [1.0, 2.0])
     assert caught.value.field == "embedding_bias_words"
     assert "has 3 words but embedding_bias_weights has 2 weights" in caught.value.message
 
 
-def test_embedding_bias_refuses_non_finite(encoder):
+def test_embedding_bias_refuses_non_finite():
     with pytest.raises(RequestError, match="finite") as caught:
-        encoder.embedding_bias(["a"], [float("nan")])
+        embedding_bias_pairs(["a"], [float("nan")])
     assert caught.value.field == "embedding_bias_weights"
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from preprocessing.word_lists import encode_word_list
 from reference_engine.backends.reference import ReferenceBackend, load_float32_model
 from reference_engine.contract import EngineLimits, parse_request
 from reference_engine.scheduler import Scheduler
 from reference_engine.testing import RecordingSink
+from serving_common.word_lists import encode_word_list
 
 PROMPTS = [
     [1, 15, 27, 300, 41],

@@ -15,7 +15,6 @@ import pytest
 from llm_api_engine.release import SAMPLING_PARAMS_FIELDS
 from llm_api_engine.sampling import generation_call
 from llm_api_engine.triton_glue import ENGINE_NAME as LLM_API_ENGINE_NAME
-from preprocessing.errors import RequestError
 from reference_engine.config import EngineConfig, parameters_from_model_config
 from reference_engine.contract import (
     ContractDefaults,
@@ -25,6 +24,7 @@ from reference_engine.contract import (
 )
 from reference_engine.types import GenerationRequest, LiveSequence, SequenceSpec, StopRequest
 from reference_engine.words import banned_next_tokens, matched_stop_word
+from serving_common.errors import RequestError
 
 LIMITS = EngineLimits(max_seq_len=64, vocab_size=100)
 

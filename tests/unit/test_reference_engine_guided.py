@@ -12,12 +12,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from preprocessing.word_lists import encode_word_list
 from reference_engine.backends.reference import ReferenceBackend
 from reference_engine.backends.synthetic import SyntheticBackend
 from reference_engine.contract import EngineLimits, parse_request
 from reference_engine.scheduler import Scheduler
 from reference_engine.testing import RecordingSink
+from serving_common.word_lists import encode_word_list
 
 pytest.importorskip("xgrammar")
 
@@ -63,7 +63,7 @@ def backend(fixtures):
 
 @pytest.fixture(scope="module")
 def tokenizer(fixtures):
-    from preprocessing.tokenizer_loading import load_tokenizer
+    from serving_common.tokenizer_loading import load_tokenizer
 
     return load_tokenizer(fixtures.tiny_llama)
 

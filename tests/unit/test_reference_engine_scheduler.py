@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from preprocessing.errors import RequestError
 from reference_engine.backends.base import GenerationBackend
 from reference_engine.backends.synthetic import SyntheticBackend
 from reference_engine.contract import EngineLimits, parse_request
@@ -22,6 +21,7 @@ from reference_engine.metrics import InMemoryMetrics
 from reference_engine.scheduler import Scheduler, sample_seed
 from reference_engine.testing import RecordingSink
 from reference_engine.types import LiveSequence, StepOutput
+from serving_common.errors import RequestError
 
 LIMITS = EngineLimits(max_seq_len=512, vocab_size=1000)
 

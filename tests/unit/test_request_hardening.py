@@ -21,13 +21,13 @@ from llm_api_engine.config import LlmApiConfig
 from local_triton.model_config import load_model_config
 from local_triton.staging import default_model_repository, reference_engine_model_dir
 from postprocessing.config import PostprocessingSettings
-from postprocessing.triton_io import Postprocessor
+from postprocessing.handler import Postprocessor
 from preprocessing.config import PreprocessingLimits, PreprocessingSettings
 from preprocessing.encoding import PromptEncoder
-from preprocessing.errors import RequestError
+from preprocessing.handler import preprocess
 from preprocessing.request_size import check_request_size, input_bytes
-from preprocessing.tokenizer_loading import load_tokenizer
-from preprocessing.triton_io import preprocess
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +137,9 @@ def test_the_bls_reads_its_settings_only_from_its_config():
     # A request can only send the inputs declared in config.pbtxt, and the scalar ones as
     # parameters (bls/request_fields.py). The one name they share with the config is a
     # per-request choice whose default the config sets.
-    from bls.request_fields import INPUTS_BY_NAME, PARAMETER_NAMES
+    from bls.request_fields import INPUTS_BY_NAME, REQUEST_PARAMETER_NAMES
 
-    shared = set(BLS_PARAMETERS) & (set(INPUTS_BY_NAME) | PARAMETER_NAMES)
+    shared = set(BLS_PARAMETERS) & (set(INPUTS_BY_NAME) | REQUEST_PARAMETER_NAMES)
     assert shared == {"skip_special_tokens"}
 
 

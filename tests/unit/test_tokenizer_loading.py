@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 from offline_fixtures.corpus import TRAINING_TEXTS
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 
 def test_a_directory_with_only_tokenizer_model_loads_and_encodes_the_same(

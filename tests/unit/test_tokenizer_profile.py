@@ -8,7 +8,7 @@ import tokenizers
 import postprocessing.tokenizer_profile as tokenizer_profile
 from offline_fixtures import ensure_fixtures
 from postprocessing import IncrementalDetokenizer
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog. Ünïcödé 世界 and emoji 🦊 too."
 

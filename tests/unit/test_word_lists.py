@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from preprocessing.word_lists import batch_word_lists, decode_word_list, encode_word_list
+from serving_common.word_lists import batch_word_lists, decode_word_list, encode_word_list
 
 
 def test_encode_matches_the_documented_example():

@@ -16,7 +16,7 @@ import pytest
 
 from engine_build.options import BuildError
 from engine_build.xgrammar_info import tokenizer_info, write_tokenizer_info
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.tokenizer_loading import load_tokenizer
 
 xgrammar = pytest.importorskip("xgrammar")
 

@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 try:
-    import llm_api_engine
+    import llm_api_engine  # noqa: F401
+    import serving_common
 except ImportError:
     # llm-bls-build copies the packages next to model_repository/: three levels up from
     # this file (or, in a checkout, the repository root).
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    import llm_api_engine  # noqa: F401
+    import serving_common  # noqa: F401
 
 import triton_python_backend_utils as pb_utils
 

@@ -12,25 +12,31 @@ from pathlib import Path
 
 try:
     import bls  # noqa: F401
+    import serving_common  # noqa: F401
 except ImportError:  # a checkout handed straight to tritonserver, not pip-installed
+    # (or installed before a package was added)
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import triton_python_backend_utils as pb_utils
 
 from bls.engine_grpc import GrpcEngineClient, resolve_engine_url
-from bls.limits import BLS_PARAMETERS, BlsLimits, RequestLogSettings, ServingOptions
+from bls.limits import (
+    BLS_PARAMETERS,
+    BlsLimits,
+    RequestLogSettings,
+    ServingOptions,
+    TextSettings,
+)
 from bls.metrics import METRICS, RequestReporter
 from bls.server import BlsServer
-from bls.triton_io import TritonLogHandler, TritonMetricsExporter, TritonResponseSink
+from bls.triton_metrics import TritonMetricsExporter
 from bls.validation import RequestValidator
 from postprocessing.detokenizer import IncrementalDetokenizer
-from preprocessing.config import (
-    PreprocessingSettings,
-    check_known_parameters,
-    parameter_values,
-)
+from preprocessing.config import PreprocessingSettings
 from preprocessing.encoding import PromptEncoder
-from preprocessing.tokenizer_loading import load_tokenizer
+from serving_common.config import check_known_parameters, parameter_values
+from serving_common.tokenizer_loading import load_tokenizer
+from serving_common.triton_glue import TritonResponseSink, install_log_handler
 
 
 class TritonPythonModel:
@@ -38,8 +44,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = parameter_values(config.get("parameters", {}))
         check_known_parameters(parameters, BLS_PARAMETERS, "tensorrt_llm_bls")
-        logging.getLogger("bls").addHandler(TritonLogHandler(pb_utils))
-        logging.getLogger("bls").setLevel(logging.INFO)
+        install_log_handler(pb_utils, "bls", "serving_common")
 
         settings = PreprocessingSettings.from_parameters(parameters)
         tokenizer = load_tokenizer(settings.tokenizer_dir, settings.trust_remote_code)
@@ -48,6 +53,7 @@ class TritonPythonModel:
         )
         options = ServingOptions.from_parameters(parameters)
         log_settings = RequestLogSettings.from_parameters(parameters)
+        text_settings = TextSettings.from_parameters(parameters)
         self.server = None
         self.reporter = RequestReporter(
             TritonMetricsExporter(pb_utils, METRICS),
@@ -74,7 +80,9 @@ class TritonPythonModel:
             ),
             engine=lambda loop: GrpcEngineClient(engine_url, engine_model, loop.event_loop),
             new_detokenizer=lambda request: IncrementalDetokenizer(
-                tokenizer, skip_special_tokens=request.skip_special_tokens
+                tokenizer,
+                skip_special_tokens=request.skip_special_tokens,
+                spaces_between_special_tokens=text_settings.spaces_between_special_tokens,
             ),
             options=options,
             reporter=self.reporter,

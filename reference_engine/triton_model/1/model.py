@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 
 try:
-    import reference_engine
+    import reference_engine  # noqa: F401
+    import serving_common
 except ImportError:
     # The launcher symlinks this `1/` directory into a staged repository; resolve()
     # leads back to the checkout, whose root holds the package.
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    import reference_engine  # noqa: F401
+    import serving_common  # noqa: F401
 
 import triton_python_backend_utils as pb_utils
 

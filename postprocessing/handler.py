@@ -30,8 +30,9 @@ import numpy as np
 from postprocessing.detokenizer import IncrementalDetokenizer, decode_texts
 from postprocessing.state import DetokenizerState, StateError
 from postprocessing.tokenizer_profile import DecodeOptions, profile_for
-from preprocessing.errors import RequestError
-from preprocessing.triton_io import refuse_parameters
+from serving_common.errors import RequestError
+from serving_common.text import decode_utf8
+from serving_common.triton_parameters import refuse_parameters
 
 INPUT_NAMES = ("TOKENS_BATCH", "SEQUENCE_LENGTH", "DETOKENIZER_STATE", "FINISH")
 OUTPUT_NAMES = ("OUTPUT", "DETOKENIZER_STATE")
@@ -195,20 +196,8 @@ def _states(array: np.ndarray, shape: tuple[int, int]) -> list[list[str]]:
     for row in range(shape[0]):
         values: list[str] = []
         for beam in range(shape[1]):
-            raw = states[row, beam]
-            if isinstance(raw, (bytes, bytearray, memoryview)):
-                try:
-                    raw = bytes(raw).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise RequestError(
-                        "DETOKENIZER_STATE", f"row {row}, beam {beam}: not valid UTF-8"
-                    ) from None
-            if not isinstance(raw, str):
-                raise RequestError(
-                    "DETOKENIZER_STATE",
-                    f"row {row}, beam {beam}: expected a string, got {type(raw).__name__}",
-                )
-            values.append(raw.strip())
+            text = decode_utf8("DETOKENIZER_STATE", states[row, beam], f"row {row}, beam {beam}")
+            values.append(text.strip())
         rows.append(values)
     return rows
 

@@ -1,4 +1,4 @@
-"""The pb_utils adapters of the BLS, against a stand-in for triton_python_backend_utils."""
+"""The shared pb_utils response sink, against a stand-in for triton_python_backend_utils."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bls.triton_io import TritonResponseSink
+from serving_common.triton_glue import TritonResponseSink
 
 
 class FakeTritonError:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from offline_fixtures import ensure_fixtures
-from postprocessing.triton_io import Postprocessor
-from preprocessing.errors import RequestError
-from preprocessing.tokenizer_loading import load_tokenizer
+from postprocessing.handler import Postprocessor
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -215,10 +215,10 @@ def test_client_errors_name_the_input(sp, post):
         (
             streaming_inputs(post, ids, b"\xff"),
             "DETOKENIZER_STATE",
-            "row 0, beam 0: not valid UTF-8",
+            "row 0, beam 0 is not valid UTF-8",
         ),
         (streaming_inputs(post, ids, "{"), "DETOKENIZER_STATE", "row 0, beam 0: not valid JSON"),
-        (streaming_inputs(post, ids, 5), "DETOKENIZER_STATE", "expected a string, got int"),
+        (streaming_inputs(post, ids, 5), "DETOKENIZER_STATE", "must be a string, got int"),
     ]
     for inputs, field, message in cases:
         error = error_of(post, inputs)

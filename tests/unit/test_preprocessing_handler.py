@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 
 from offline_fixtures import ensure_fixtures
-from preprocessing import (
-    PreprocessingLimits,
-    PromptEncoder,
-    RequestError,
-    decode_word_list,
-    load_tokenizer,
-)
-from preprocessing.triton_io import OUTPUT_NAMES, preprocess
+from preprocessing import PreprocessingLimits, PromptEncoder
+from preprocessing.handler import OUTPUT_NAMES, preprocess
+from serving_common.errors import RequestError
+from serving_common.tokenizer_loading import load_tokenizer
+from serving_common.word_lists import decode_word_list
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +92,8 @@ def test_embedding_bias_rows(encoder):
     )
     bias = out["EMBEDDING_BIAS"]
     assert bias.shape == (2, encoder.vocab_size) and bias.dtype == np.float32
-    np.testing.assert_array_equal(bias[0], encoder.embedding_bias(["hello"], [1.5]))
-    np.testing.assert_array_equal(bias[1], encoder.embedding_bias(["world", "stop"], [-2.0, 3.0]))
+    np.testing.assert_array_equal(bias[0], encoder.embedding_bias([("hello", 1.5)]))
+    np.testing.assert_array_equal(bias[1], encoder.embedding_bias([("world", -2.0), ("stop", 3.0)]))
 
 
 def test_messages_instead_of_query(encoder):

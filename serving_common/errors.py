@@ -43,18 +43,3 @@ def load_json(field: str, text: str, *, subject: str, expected: str) -> Any:
             f"{what} not valid JSON ({error.msg} at line {error.lineno} column "
             f"{error.colno}); {expected}",
         ) from None
-
-
-def triton_error(pb_utils, error: Exception, model_name: str):
-    """The pb_utils.TritonError a client gets for `error`: its message, never a traceback.
-
-    A RequestError keeps its code (INVALID_ARG -> HTTP 400); anything else is a bug of
-    ours, reported as INTERNAL with the exception's type and message (the caller logs the
-    traceback on the server side).
-    """
-    errors = pb_utils.TritonError
-    if isinstance(error, RequestError):
-        return errors(str(error), getattr(errors, error.code, errors.INVALID_ARG))
-    return errors(
-        f"internal error in {model_name}: {type(error).__name__}: {error}", errors.INTERNAL
-    )

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from preprocessing.errors import RequestError, load_json
+from serving_common.errors import RequestError, load_json
 
 GUIDE_TYPE_INPUT = "guided_decoding_guide_type"
 GUIDE_INPUT = "guided_decoding_guide"

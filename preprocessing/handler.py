@@ -10,14 +10,15 @@ Shapes carry the batch dimension B (max_batch_size > 0): QUERY [B, 1], word inpu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from preprocessing.encoding import PromptEncoder
-from preprocessing.errors import RequestError
+from preprocessing.encoding import PromptEncoder, embedding_bias_pairs
 from preprocessing.request_size import check_request_size
-from preprocessing.word_lists import batch_word_lists, encode_word_list
+from serving_common.errors import RequestError
+from serving_common.triton_parameters import refuse_parameters
+from serving_common.word_lists import batch_word_lists, encode_word_list
 
 INPUT_NAMES = (
     "QUERY",
@@ -30,11 +31,6 @@ INPUT_NAMES = (
     "END_ID",
     "PAD_ID",
 )
-# Request parameters Triton itself adds or uses; anything else is a client's mistake (on
-# the generate endpoint, a JSON field that is not an input arrives as a parameter).
-TRITON_PARAMETER_PREFIX = "triton_"
-TRITON_PARAMETERS = frozenset({"id"})
-
 OUTPUT_NAMES = (
     "INPUT_ID",
     "REQUEST_INPUT_LEN",
@@ -45,18 +41,6 @@ OUTPUT_NAMES = (
     "OUT_END_ID",
     "OUT_PAD_ID",
 )
-
-
-def refuse_parameters(parameters: Mapping[str, object] | None, inputs: Sequence[str]) -> None:
-    """For a model that takes no request parameters: any but Triton's own is refused, so
-    none is silently ignored (nor can one reach a setting: those are config parameters)."""
-    for name in sorted(parameters or {}):
-        if not name.startswith(TRITON_PARAMETER_PREFIX) and name not in TRITON_PARAMETERS:
-            raise RequestError(
-                name,
-                f"is not an input of this model (it arrived as a request parameter); "
-                f"inputs: {', '.join(inputs)}",
-            )
 
 
 def preprocess(
@@ -208,10 +192,13 @@ def _embedding_bias_tensor(
     return np.stack(
         [
             encoder.embedding_bias(
-                word_row,
-                weight_row,
+                embedding_bias_pairs(
+                    word_row,
+                    weight_row,
+                    _row_field("EMBEDDING_BIAS_WORDS", row, batch),
+                    _row_field("EMBEDDING_BIAS_WEIGHTS", row, batch),
+                ),
                 _row_field("EMBEDDING_BIAS_WORDS", row, batch),
-                _row_field("EMBEDDING_BIAS_WEIGHTS", row, batch),
             )
             for row, (word_row, weight_row) in enumerate(zip(word_rows, weight_rows, strict=True))
         ]
