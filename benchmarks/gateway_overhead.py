@@ -44,7 +44,9 @@ from benchmarks.side_by_side import (
     Side,
     SideBySideConfig,
     explaining_server_death,
+    fmt,
     measure_cell,
+    ratio,
     wait_until_engine_idle,
 )
 from benchmarks.stats import Distribution
@@ -223,9 +225,6 @@ class Overhead:
 
     @classmethod
     def of(cls, direct: PathResult, gateway: PathResult) -> Overhead:
-        def ratio(over: float, under: float) -> float | None:
-            return over / under if under > 0 else None
-
         def added(over: float | None, under: float | None) -> float | None:
             return None if over is None or under is None else over - under
 
@@ -256,10 +255,6 @@ def length_warnings(results: Sequence[PathResult], expected: int) -> list[str]:
 # --- the table -------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str = ".1f", signed: bool = False) -> str:
-    return "-" if value is None else format(value, ("+" if signed else "") + spec)
-
-
 TABLE_HEADER = (
     "path",
     "req/s",
@@ -277,14 +272,14 @@ def format_table(results: Sequence[PathResult], overhead: Overhead | None) -> st
     rows = [
         (
             r.label,
-            _fmt(r.requests_per_s, ".2f"),
-            _fmt(r.output_tokens_per_s, ".0f"),
-            f"{_fmt(r.ttft_p50_ms)}/{_fmt(r.ttft_p99_ms)}",
-            f"{_fmt(r.itl_p50_ms, '.2f')}/{_fmt(r.itl_p99_ms, '.2f')}",
+            fmt(r.requests_per_s, ".2f"),
+            fmt(r.output_tokens_per_s, ".0f"),
+            f"{fmt(r.ttft_p50_ms)}/{fmt(r.ttft_p99_ms)}",
+            f"{fmt(r.itl_p50_ms, '.2f')}/{fmt(r.itl_p99_ms, '.2f')}",
             str(r.errors),
-            _fmt(r.server_cpu_us_per_token, ".0f"),
-            _fmt(r.gateway_cpu_us_per_token, ".0f"),
-            _fmt(r.load_generator_cpu_cores, ".2f"),
+            fmt(r.server_cpu_us_per_token, ".0f"),
+            fmt(r.gateway_cpu_us_per_token, ".0f"),
+            fmt(r.load_generator_cpu_cores, ".2f"),
         )
         for r in results
     ]
@@ -292,15 +287,15 @@ def format_table(results: Sequence[PathResult], overhead: Overhead | None) -> st
         rows.append(
             (
                 "(b) - (a)",
-                "x" + _fmt(overhead.requests_ratio, ".3f"),
-                "x" + _fmt(overhead.tokens_ratio, ".3f"),
-                f"{_fmt(overhead.added_ttft_p50_ms, signed=True)}/"
-                f"{_fmt(overhead.added_ttft_p99_ms, signed=True)}",
-                f"{_fmt(overhead.added_itl_p50_ms, '.2f', signed=True)}/"
-                f"{_fmt(overhead.added_itl_p99_ms, '.2f', signed=True)}",
+                "x" + fmt(overhead.requests_ratio, ".3f"),
+                "x" + fmt(overhead.tokens_ratio, ".3f"),
+                f"{fmt(overhead.added_ttft_p50_ms, signed=True)}/"
+                f"{fmt(overhead.added_ttft_p99_ms, signed=True)}",
+                f"{fmt(overhead.added_itl_p50_ms, '.2f', signed=True)}/"
+                f"{fmt(overhead.added_itl_p99_ms, '.2f', signed=True)}",
                 "",
                 "",
-                _fmt(overhead.gateway_cpu_us_per_token, ".0f"),
+                fmt(overhead.gateway_cpu_us_per_token, ".0f"),
                 "",
             )
         )

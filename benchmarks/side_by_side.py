@@ -110,7 +110,7 @@ class Side:
         return self.server_cpu_cores * 1e6 / self.output_tokens_per_s
 
 
-def _ratio(over: float, under: float) -> float | None:
+def ratio(over: float, under: float) -> float | None:
     return over / under if under > 0 else None
 
 
@@ -140,8 +140,8 @@ class Comparison:
             concurrency=concurrency,
             engine=engine,
             bls=bls,
-            requests_ratio=_ratio(bls.requests_per_s, engine.requests_per_s),
-            tokens_ratio=_ratio(bls.output_tokens_per_s, engine.output_tokens_per_s),
+            requests_ratio=ratio(bls.requests_per_s, engine.requests_per_s),
+            tokens_ratio=ratio(bls.output_tokens_per_s, engine.output_tokens_per_s),
             added_ttft_p50_ms=_added(bls.ttft, engine.ttft, "p50_ms"),
             added_ttft_p99_ms=_added(bls.ttft, engine.ttft, "p99_ms"),
             added_itl_p50_ms=_added(bls.itl, engine.itl, "p50_ms"),
@@ -318,7 +318,7 @@ def run_side_by_side(config: SideBySideConfig) -> SideBySideResult:
 # --- the table ------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str = ".1f", signed: bool = False) -> str:
+def fmt(value: float | None, spec: str = ".1f", signed: bool = False) -> str:
     if value is None:
         return "-"
     return format(value, ("+" if signed else "") + spec)
@@ -356,18 +356,18 @@ def table_rows(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
         rows.append(
             (
                 str(c.concurrency),
-                _fmt(c.engine.requests_per_s, ".2f"),
-                _fmt(c.bls.requests_per_s, ".2f"),
+                fmt(c.engine.requests_per_s, ".2f"),
+                fmt(c.bls.requests_per_s, ".2f"),
                 _pct(c.requests_ratio),
                 f"{_ms(c.engine.ttft, 'p50_ms')}/{_ms(c.bls.ttft, 'p50_ms')}",
-                _fmt(c.added_ttft_p50_ms, signed=True),
-                _fmt(c.added_ttft_p99_ms, signed=True),
-                _fmt(c.added_itl_p50_ms, ".2f", signed=True),
-                _fmt(c.added_itl_p99_ms, ".2f", signed=True),
+                fmt(c.added_ttft_p50_ms, signed=True),
+                fmt(c.added_ttft_p99_ms, signed=True),
+                fmt(c.added_itl_p50_ms, ".2f", signed=True),
+                fmt(c.added_itl_p99_ms, ".2f", signed=True),
                 _ms(c.bls.stall, "p99_ms"),
                 f"{c.engine.rss_max_mib:.0f}/{c.bls.rss_max_mib:.0f}",
-                f"{_fmt(c.engine.engine_steps_per_s)}/{_fmt(c.bls.engine_steps_per_s)}",
-                f"{_fmt(c.engine.cpu_us_per_token, '.0f')}/{_fmt(c.bls.cpu_us_per_token, '.0f')}",
+                f"{fmt(c.engine.engine_steps_per_s)}/{fmt(c.bls.engine_steps_per_s)}",
+                f"{fmt(c.engine.cpu_us_per_token, '.0f')}/{fmt(c.bls.cpu_us_per_token, '.0f')}",
                 f"{c.engine.errors}/{c.bls.errors}",
             )
         )
