@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
 from benchmarks.report import markdown_table
@@ -109,7 +110,7 @@ class Side:
         return self.server_cpu_cores * 1e6 / self.output_tokens_per_s
 
 
-def _ratio(over: float, under: float) -> float | None:
+def ratio(over: float, under: float) -> float | None:
     return over / under if under > 0 else None
 
 
@@ -139,8 +140,8 @@ class Comparison:
             concurrency=concurrency,
             engine=engine,
             bls=bls,
-            requests_ratio=_ratio(bls.requests_per_s, engine.requests_per_s),
-            tokens_ratio=_ratio(bls.output_tokens_per_s, engine.output_tokens_per_s),
+            requests_ratio=ratio(bls.requests_per_s, engine.requests_per_s),
+            tokens_ratio=ratio(bls.output_tokens_per_s, engine.output_tokens_per_s),
             added_ttft_p50_ms=_added(bls.ttft, engine.ttft, "p50_ms"),
             added_ttft_p99_ms=_added(bls.ttft, engine.ttft, "p99_ms"),
             added_itl_p50_ms=_added(bls.itl, engine.itl, "p50_ms"),
@@ -201,7 +202,7 @@ def wait_until_engine_idle(server: TritonServer, timeout_s: float) -> bool:
     return False
 
 
-def _measure_cell(
+def measure_cell(
     server: TritonServer, target: Target, concurrency: int, config: SideBySideConfig
 ) -> tuple[CellResult, Side, dict]:
     """The cell, its side of the comparison, and its JSON (with the processes' usage)."""
@@ -236,7 +237,7 @@ def _warm_up(server: TritonServer, config: SideBySideConfig) -> None:
     """A few requests through each path: first requests pay for lazy initialisation."""
     quick = replace(config, duration_s=0.5, warmup_s=0.0, ramp_up_s=0.0, progress=False)
     for target in (EngineTarget(), BlsTarget()):
-        _measure_cell(server, target, 2, quick)
+        measure_cell(server, target, 2, quick)
 
 
 def measure(server: TritonServer, config: SideBySideConfig) -> SideBySideResult:
@@ -253,7 +254,7 @@ def measure(server: TritonServer, config: SideBySideConfig) -> SideBySideResult:
                     f"concurrency {concurrency}, {target.model}: the engine still had active "
                     f"sequences after {config.settle_timeout_s:.0f} s; measured anyway"
                 )
-            cell, side, record = _measure_cell(server, target, concurrency, config)
+            cell, side, record = measure_cell(server, target, concurrency, config)
             sides[target.model] = side
             cells.append(record)
             warnings.extend(_token_warnings(cell, config.output_len))
@@ -283,31 +284,41 @@ class ServerDied(RuntimeError):
     """The server under test exited during the measurement."""
 
 
+@contextmanager
+def explaining_server_death(server: TritonServer) -> Iterator[None]:
+    """Turns a failure during the block into ServerDied when the server has exited.
+
+    A server that died mid-run shows up as refused connections: say so, with what it
+    logged last, instead of leaving a client traceback to decode."""
+    try:
+        yield
+    except Exception as error:
+        code = server.exit_code()
+        if code is None:
+            raise
+        tail = "\n".join(server.log_text().splitlines()[-40:])
+        raise ServerDied(
+            f"tritonserver exited with code {code} during the run ({error}); "
+            f"its last log lines:\n{tail}"
+        ) from error
+
+
 def run_side_by_side(config: SideBySideConfig) -> SideBySideResult:
     """Stage and start the server, measure, stop it."""
     from offline_fixtures import ensure_fixtures
 
     plan = config.staging_plan(ensure_fixtures())
-    with staged_server(plan, extra_args=tuple(config.server_args)) as server:
-        try:
-            return measure(server, config)
-        except Exception as error:
-            # A server that died mid-run shows up as refused connections: say so, with
-            # what it logged last, instead of leaving a client traceback to decode.
-            code = server.exit_code()
-            if code is None:
-                raise
-            tail = "\n".join(server.log_text().splitlines()[-40:])
-            raise ServerDied(
-                f"tritonserver exited with code {code} during the run ({error}); "
-                f"its last log lines:\n{tail}"
-            ) from error
+    with (
+        staged_server(plan, extra_args=tuple(config.server_args)) as server,
+        explaining_server_death(server),
+    ):
+        return measure(server, config)
 
 
 # --- the table ------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str = ".1f", signed: bool = False) -> str:
+def fmt(value: float | None, spec: str = ".1f", signed: bool = False) -> str:
     if value is None:
         return "-"
     return format(value, ("+" if signed else "") + spec)
@@ -345,18 +356,18 @@ def table_rows(comparisons: Sequence[Comparison]) -> list[tuple[str, ...]]:
         rows.append(
             (
                 str(c.concurrency),
-                _fmt(c.engine.requests_per_s, ".2f"),
-                _fmt(c.bls.requests_per_s, ".2f"),
+                fmt(c.engine.requests_per_s, ".2f"),
+                fmt(c.bls.requests_per_s, ".2f"),
                 _pct(c.requests_ratio),
                 f"{_ms(c.engine.ttft, 'p50_ms')}/{_ms(c.bls.ttft, 'p50_ms')}",
-                _fmt(c.added_ttft_p50_ms, signed=True),
-                _fmt(c.added_ttft_p99_ms, signed=True),
-                _fmt(c.added_itl_p50_ms, ".2f", signed=True),
-                _fmt(c.added_itl_p99_ms, ".2f", signed=True),
+                fmt(c.added_ttft_p50_ms, signed=True),
+                fmt(c.added_ttft_p99_ms, signed=True),
+                fmt(c.added_itl_p50_ms, ".2f", signed=True),
+                fmt(c.added_itl_p99_ms, ".2f", signed=True),
                 _ms(c.bls.stall, "p99_ms"),
                 f"{c.engine.rss_max_mib:.0f}/{c.bls.rss_max_mib:.0f}",
-                f"{_fmt(c.engine.engine_steps_per_s)}/{_fmt(c.bls.engine_steps_per_s)}",
-                f"{_fmt(c.engine.cpu_us_per_token, '.0f')}/{_fmt(c.bls.cpu_us_per_token, '.0f')}",
+                f"{fmt(c.engine.engine_steps_per_s)}/{fmt(c.bls.engine_steps_per_s)}",
+                f"{fmt(c.engine.cpu_us_per_token, '.0f')}/{fmt(c.bls.cpu_us_per_token, '.0f')}",
                 f"{c.engine.errors}/{c.bls.errors}",
             )
         )

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="worker processes (%(default)s); each streams about 5 000 tokens per second "
+        help="worker processes (%(default)s); each streams about 8 000 tokens per second "
         "of CPU, so add one per core when clients read more than that",
     )
     parser.add_argument(
