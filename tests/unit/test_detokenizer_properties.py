@@ -50,6 +50,7 @@ from postprocessing import (
     decode_texts,
     profile_for,
 )
+from postprocessing.tokenizer_profile import decode_stream_is_safe
 from serving_common.tokenizer_loading import load_tokenizer
 from tests.unit import detokenizer_oracle as oracle
 from tests.unit.detokenizer_oracle import (
@@ -142,6 +143,10 @@ def tokenizer_named(name: str):
         needed = EXTRA_FILES[name]
         if needed is not None and not (directory / needed).is_file():
             pytest.skip(f"{directory} has no {needed}")
+    if name == "bpe-window" and not decode_stream_is_safe():
+        # The product never uses this tokenizers' DecodeStream (it panics); forcing it on
+        # would test the library's bug, not the detokenizer.
+        pytest.skip("the installed tokenizers' DecodeStream panics (< 0.21.1)")
     return LOADERS[name]()
 
 
