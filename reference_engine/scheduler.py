@@ -202,6 +202,12 @@ class Scheduler:
     def waiting_count(self) -> int:
         return len(self._waiting)
 
+    @property
+    def open_count(self) -> int:
+        """Requests received and not yet ended (read on the scheduler thread, or when it
+        is not running)."""
+        return len(self._requests)
+
     def _take_commands(self, block: bool) -> list[_Submit | _Stop]:
         with self._cond:
             while (
@@ -440,6 +446,13 @@ class Scheduler:
                 except Exception:
                     logger.exception("backend release failed")
                 seq.admitted = False
+        # Each _Seq points back at its request, so request and sequences form a cycle,
+        # which only the cyclic garbage collector frees: every ended request, with its
+        # sink and Triton's request and response sender, waited for a full collection
+        # (measured in the stub at 64 streams: up to 10 000 dead objects at a time, RSS
+        # 60 MiB instead of 45). Dropping the list frees them by reference counting as
+        # soon as the last queued response has left.
+        request.seqs = []
         self._requests.pop(request.key, None)
 
     def _drain_inbox_at_shutdown(self) -> None:

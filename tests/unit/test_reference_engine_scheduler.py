@@ -7,6 +7,7 @@ A scripted backend makes tokens predictable: sequence tokens are
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -587,6 +588,59 @@ def test_every_path_ends_with_exactly_one_final(streaming):
     assert sched.active_count == 0 and sched.waiting_count == 0
     admitted = {id(s) for s in backend.admitted}
     assert admitted == {id(s) for s in backend.released}
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_ended_requests_leave_nothing_for_the_cyclic_garbage_collector(streaming):
+    """Every way a request ends frees it by reference counting: the scheduler keeps no
+    bookkeeping for it, and none of the engine's objects (the request, its sequences, the
+    sink) waits in a reference cycle for a full collection. In the Triton stub such a
+    cycle kept every ended request's Triton request and response sender alive until
+    then: up to 10 000 dead objects at a time, RSS 60 MiB instead of 45 at 64 streams."""
+    backend = ScriptedBackend()
+    backend.fail_prompts = {4}
+    backend.refuse_prompts = {6}
+    sched = Scheduler(backend, max_active_sequences=3)
+    flag = b(streaming)
+    samples = np.array([[2]], np.int32)
+    end_id = np.array([[151]], np.int32)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # keep what a collection finds, to look at it
+    try:
+        sinks = {name: RecordingSink() for name in ("ok", "stop", "cancel", "fail", "end")}
+        sinks |= {name: RecordingSink() for name in ("refused", "queued", "lost", "samples")}
+        sched.submit(request([[1]], 3, "ok", streaming=flag), sinks["ok"])
+        sched.submit(request([[2]], 30, "stop", streaming=flag), sinks["stop"])
+        sched.submit(request([[3]], 30, "cancel", streaming=flag), sinks["cancel"])
+        sched.submit(request([[4]], 30, "fail", streaming=flag), sinks["fail"])
+        sched.submit(request([[5]], 30, "end", streaming=flag, end_id=end_id), sinks["end"])
+        sched.submit(request([[6]], 30, "refused", streaming=flag), sinks["refused"])
+        sched.submit(request([[7]], 30, "queued", streaming=flag), sinks["queued"])
+        sched.submit(request([[8]], 30, "lost", streaming=flag), sinks["lost"])
+        sched.submit(
+            request([[9]], 3, "samples", streaming=flag, num_return_sequences=samples),
+            sinks["samples"],
+        )
+        sched.run_once()
+        sinks["cancel"].cancelled = True  # running
+        sinks["queued"].cancelled = True  # never admitted
+        sinks["lost"].fail_sends = True  # its client is gone: a send fails
+        stopper = RecordingSink()
+        sched.stop("stop", stopper)
+        drive(sched, [s for name, s in sinks.items() if name != "lost"] + [stopper])
+        for _ in range(40):  # a non-streaming request sends once, at its end
+            sched.run_once()
+        assert (sched.open_count, sched.active_count, sched.waiting_count) == (0, 0, 0)
+        for name, sink in sinks.items():
+            assert sink.finals == (0 if name == "lost" else 1), name
+        gc.collect()
+        left = [o for o in gc.garbage if type(o).__module__.startswith("reference_engine")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
 
 
 def test_stop_request_streaming_with_samples_ends_each_sample_once():
