@@ -7,6 +7,7 @@ the same inputs are accepted and refused with the same errors.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -84,3 +85,7 @@ class TritonLlmApiModel:
     def finalize(self) -> None:
         self.driver.shutdown()
         remove_log_handler(self._handler, *LOGGERS)
+        # As the reference engine: free what holds Triton requests and senders while the
+        # stub can still release them (freed at interpreter exit, they crash the stub).
+        self.driver = None
+        gc.collect()

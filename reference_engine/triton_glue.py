@@ -6,6 +6,7 @@ Python-backend stub, so nothing here imports it; tests pass a stand-in).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -177,6 +178,13 @@ class TritonEngineModel:
         self.scheduler.shutdown()
         self._delivery.close()
         remove_log_handler(self._handler, *LOGGERS)
+        # Whatever still holds a Triton request or response sender (finished sequences in
+        # reference cycles, queued sinks) must be freed now, while the stub can still
+        # release them: freed later, at interpreter exit, they crashed the stub (a null
+        # read in triton_python_backend_stub, once per shutdown after any traffic).
+        self.scheduler = None
+        self._delivery = None
+        gc.collect()
 
 
 class RequestTarget(Protocol):
