@@ -16,6 +16,7 @@ minimal: one output's raw bytes, read as int32, per response.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 import numpy as np
@@ -106,7 +107,7 @@ def prompt_text(words: int) -> str:
     return " ".join(vocabulary[i % len(vocabulary)] for i in range(words))
 
 
-class _Cached:
+class _Cached(ABC):
     """Keeps one message per WorkItem (fixed lengths: exactly one message)."""
 
     def __init__(self) -> None:
@@ -118,8 +119,8 @@ class _Cached:
             message = self._messages[item] = self.build(item)
         return message
 
-    def build(self, item: WorkItem) -> service_pb2.ModelInferRequest:
-        raise NotImplementedError
+    @abstractmethod
+    def build(self, item: WorkItem) -> service_pb2.ModelInferRequest: ...
 
 
 class BlsTarget(_Cached):
