@@ -85,3 +85,16 @@ def wait_for(condition, timeout_s: float = 10.0) -> bool:
 def engine_is_idle(server) -> bool:
     """No sequence is active in the reference or synthetic engine of `server`."""
     return metric(server.metrics_url, "reference_engine_active_sequences") == 0
+
+
+def bls_is_idle(server) -> bool:
+    """`tensorrt_llm_bls` holds no request: none active (engine call running), none waiting.
+
+    The BLS exports these gauges from its metrics thread after each finished request (and
+    at least once a second), so they trail the engine's own count by a moment: wait for
+    them rather than reading them once the engine is idle.
+    """
+    return (
+        metric(server.metrics_url, "llm_bls_active_requests") == 0
+        and metric(server.metrics_url, "llm_bls_waiting_requests") == 0
+    )

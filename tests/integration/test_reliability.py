@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from bls.client import GenerateError, stream_generate
 from tests.integration.clients import (
+    bls_is_idle,
     engine_is_idle,
     http_generate,
     metric,
@@ -386,8 +387,10 @@ def test_dropped_clients_leave_nothing_behind(synthetic_server):
         for future in [pool.submit(drop, server, after) for drop, after in drops]:
             future.result()
     assert wait_for(lambda: engine_is_idle(server), ANSWER_WITHIN_S)
-    assert metric(server.metrics_url, "llm_bls_active_requests") == 0
-    assert metric(server.metrics_url, "llm_bls_waiting_requests") == 0
+    assert wait_for(lambda: bls_is_idle(server), ANSWER_WITHIN_S), (
+        metric(server.metrics_url, "llm_bls_active_requests"),
+        metric(server.metrics_url, "llm_bls_waiting_requests"),
+    )
     cancelled = metric(server.metrics_url, "reference_engine_cancelled_total") - cancelled_before
     # Every engine request was ended by a cancel or a stop (none ran to its 400 tokens).
     assert cancelled == DROPPED_STREAMS
