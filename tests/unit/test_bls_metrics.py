@@ -130,6 +130,17 @@ def test_counters_are_summed_and_gauges_set_on_the_reporters_thread():
     assert len(lines) == 2
 
 
+def test_a_request_is_counted_only_after_its_tokens_and_errors():
+    # A reader that sees llm_bls_requests_total go up sees the rest of those requests too.
+    exporter = RecordingExporter()
+    reporter = RequestReporter(exporter, {}, gauges=lambda: (0, 0), log=None, period_s=60)
+    reporter.record(record(finish_reason="error", error_kind="engine"))
+    reporter.close()
+    increments = [name for kind, name, _, _ in exporter.calls if kind == "increment"]
+    assert increments[-1] == REQUESTS.name
+    assert {ERRORS.name, INPUT_TOKENS_TOTAL.name, OUTPUT_TOKENS_TOTAL.name} <= set(increments)
+
+
 def test_a_failing_exporter_does_not_stop_the_reporter():
     class Broken(RecordingExporter):
         def observe(self, spec, labels, value):
