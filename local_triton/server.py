@@ -269,8 +269,11 @@ class TritonServer:
         assert self._process is not None
         return self._process.wait()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM by process id, then SIGKILL to the whole process group if it lingers."""
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM by process id, then SIGKILL to the whole process group if it lingers.
+
+        Returns the server's exit code (None if it was not running).
+        """
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -290,6 +293,7 @@ class TritonServer:
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+        return None if process is None else process.returncode
 
     def __enter__(self) -> TritonServer:
         return self.start()
