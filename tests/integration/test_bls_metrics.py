@@ -8,6 +8,7 @@ from bls.client import stream_generate
 from local_triton.testing import pipeline_plan, staged_server
 from offline_fixtures.reciting_llama import RECITALS
 from tests.integration.clients import (
+    bls_is_idle,
     engine_is_idle,
     http_generate,
     metric,
@@ -87,5 +88,4 @@ def test_known_requests_give_exact_counts(server, fixture_paths):
     # The stopped and the cut request have several tokens; the cancelled one may have one.
     assert bls_metric(server, "llm_bls_inter_token_latency_seconds_count") in (2, 3)
     # Nothing is left active once everything is answered.
-    assert wait_for(lambda: bls_metric(server, "llm_bls_active_requests") == 0, timeout_s=5)
-    assert bls_metric(server, "llm_bls_waiting_requests") == 0
+    assert wait_for(lambda: bls_is_idle(server), timeout_s=5)

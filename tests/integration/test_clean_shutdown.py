@@ -33,8 +33,12 @@ def kernel_log() -> str | None:
 
 
 def crashed(kernel_lines: str, pid: int) -> list[str]:
-    """The kernel's lines about process `pid` dying of a fatal signal."""
-    pattern = re.compile(rf"\[{pid}\]: (segfault|general protection|trap)")
+    """The kernel's lines about process `pid` dying of a fatal signal.
+
+    The kernel writes "NAME[PID]: segfault at ..." and "traps: NAME[PID] general protection
+    ..." or "traps: NAME[PID] trap invalid opcode ...".
+    """
+    pattern = re.compile(rf"\[{pid}\]:? (segfault|general protection|trap)")
     return [line for line in kernel_lines.splitlines() if pattern.search(line)]
 
 
