@@ -44,6 +44,7 @@ BLS_PARAMETERS = (
     "max_concurrent_requests",
     "cancellation_check_period_ms",
     "response_sender_threads",
+    "event_loop",
     "engine_stall_timeout_s",
     "request_log_level",
     "request_log_text",
@@ -148,6 +149,10 @@ class TextSettings:
         return cls(parse_bool("spaces_between_special_tokens", value))
 
 
+# The generation loop's event loop (bls.loop.new_event_loop): "auto" takes uvloop where
+# it is installed, else asyncio's own.
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
 # The ServingOptions that are counts (positive integers).
 _COUNTS = ("max_concurrent_requests", "cancellation_check_period_ms", "response_sender_threads")
 
@@ -163,6 +168,9 @@ class ServingOptions:
     # Threads that send responses (each send is a round trip to the server). Few: under
     # load a lagging stream's updates merge, fewer sends for the same text.
     response_sender_threads: int = 2
+    # The generation loop's event loop (EVENT_LOOPS). uvloop costs less CPU per engine
+    # response than asyncio's loop (docs/performance.md).
+    event_loop: str = "auto"
     # Seconds an engine request may send nothing before it is given up (bls.stall); 0:
     # never. Why 600: the config.pbtxt comment.
     engine_stall_timeout_s: float = 600.0
@@ -172,6 +180,10 @@ class ServingOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                f"event_loop must be one of {', '.join(EVENT_LOOPS)}, got {self.event_loop!r}"
+            )
         timeout = self.engine_stall_timeout_s
         if (
             isinstance(timeout, bool)
@@ -192,6 +204,8 @@ class ServingOptions:
             options["engine_stall_timeout_s"] = parse_seconds(
                 "engine_stall_timeout_s", values["engine_stall_timeout_s"]
             )
+        if "event_loop" in values:
+            options["event_loop"] = values["event_loop"].strip().lower()
         return cls(**options)  # type: ignore[arg-type]
 
 

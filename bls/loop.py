@@ -23,6 +23,7 @@ from bls.engine_io import EngineResponse
 from bls.generation import Generation
 from bls.metrics import ENGINE, INTERNAL
 from bls.outbox import ClientStream
+from serving_common.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,40 @@ class ActiveRequest:
     ended: threading.Event = field(default_factory=threading.Event)
 
 
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """The generation loop's event loop: `kind` is ServingOptions.event_loop.
+
+    Every engine response costs the loop a few callbacks and a task step, so its own
+    overhead is part of the CPU per token; uvloop's is lower (docs/performance.md). "auto"
+    takes uvloop where it is installed (it is a dependency, but NVIDIA's containers may
+    lack it), else asyncio's; "uvloop" insists on it.
+    """
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError as error:
+            if kind == "uvloop":
+                raise ConfigError(
+                    f"event_loop is uvloop, which does not import here ({error}); install "
+                    "uvloop or set event_loop to auto or asyncio"
+                ) from error
+        else:
+            logger.info(
+                "tensorrt_llm_bls: the generation loop runs on uvloop %s", uvloop.__version__
+            )
+            return uvloop.new_event_loop()
+    logger.info("tensorrt_llm_bls: the generation loop runs on asyncio's event loop")
+    return asyncio.new_event_loop()
+
+
 class GenerationLoop:
     """Owns the thread and its event loop; the `on_*` methods run on that thread."""
 
-    def __init__(self, stop_engine: Callable[[ActiveRequest], None]) -> None:
+    def __init__(
+        self, stop_engine: Callable[[ActiveRequest], None], event_loop: str = "auto"
+    ) -> None:
         self._stop_engine_request = stop_engine
-        self.event_loop = asyncio.new_event_loop()
+        self.event_loop = new_event_loop(event_loop)
         self._progressed: dict[int, ActiveRequest] = {}
         self._flush_scheduled = False
         self._thread = threading.Thread(target=self._run, name="bls-generation-loop", daemon=True)

@@ -8,6 +8,7 @@ everything on the client side is the code the BLS runs.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from bls.engine_grpc import GrpcEngineClient
 from bls.engine_io import EngineResponse
-from bls.loop import GenerationLoop
+from bls.loop import GenerationLoop, new_event_loop
+from serving_common.config import ConfigError
 
 Script = Callable[[grpc.aio.ServicerContext], AsyncIterator[service_pb2.ModelStreamInferResponse]]
 
@@ -64,8 +66,8 @@ class ScriptedServer(service_pb2_grpc.GRPCInferenceServiceServicer):
 class Harness:
     """A scripted server and a GrpcEngineClient on one generation loop."""
 
-    def __init__(self, script: Script) -> None:
-        self.loop = GenerationLoop(stop_engine=lambda active: None)
+    def __init__(self, script: Script, event_loop: str) -> None:
+        self.loop = GenerationLoop(stop_engine=lambda active: None, event_loop=event_loop)
         self.loop.start()
         self.servicer = ScriptedServer(script)
         self.server, port = self._run(self._serve())
@@ -103,12 +105,12 @@ class Harness:
         self.loop.close()
 
 
-@pytest.fixture
-def harness():
+@pytest.fixture(params=["uvloop", "asyncio"])  # event_loop: every stream test on both
+def harness(request):
     made: list[Harness] = []
 
     def make(script: Script) -> Harness:
-        made.append(Harness(script))
+        made.append(Harness(script, request.param))
         return made[-1]
 
     yield make
@@ -168,3 +170,26 @@ def test_cancel_gives_up_a_silent_call_and_the_server_sees_it_cancelled(harness)
     assert run.ended.wait(5) and run.end_error is not None
     assert run.servicer.cancelled.wait(5)
     assert tokens(run.responses) == [5]
+
+
+@pytest.mark.parametrize(
+    ("kind", "module"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+def test_the_event_loop_is_the_one_configured(kind, module):
+    loop = new_event_loop(kind)
+    try:
+        assert type(loop).__module__.split(".")[0] == module
+    finally:
+        loop.close()
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_refuses(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    loop = new_event_loop("auto")
+    try:
+        assert isinstance(loop, asyncio.BaseEventLoop)
+        assert type(loop).__module__.startswith("asyncio")
+    finally:
+        loop.close()
+    with pytest.raises(ConfigError, match="event_loop is uvloop, which does not import here"):
+        new_event_loop("uvloop")

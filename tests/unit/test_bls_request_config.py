@@ -121,6 +121,7 @@ def test_parameters_hold_finished_values(config):
         "max_concurrent_requests": "256",
         "cancellation_check_period_ms": "100",
         "response_sender_threads": "2",
+        "event_loop": "auto",
         "engine_stall_timeout_s": "600",
         "request_log_level": "info",
         "request_log_text": "false",
@@ -141,6 +142,7 @@ def test_serving_options_from_the_shipped_config(config):
         ("max_concurrent_requests", "0"),
         ("response_sender_threads", "x"),
         ("cancellation_check_period_ms", "-5"),
+        ("event_loop", "trio"),
     ],
 )
 def test_a_bad_serving_option_names_itself(name, value):
