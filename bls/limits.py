@@ -205,7 +205,7 @@ class ServingOptions:
                 "engine_stall_timeout_s", values["engine_stall_timeout_s"]
             )
         if "event_loop" in values:
-            options["event_loop"] = values["event_loop"].strip().lower()
+            options["event_loop"] = values["event_loop"].lower()
         return cls(**options)  # type: ignore[arg-type]
 
 

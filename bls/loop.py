@@ -82,10 +82,10 @@ class GenerationLoop:
     """Owns the thread and its event loop; the `on_*` methods run on that thread."""
 
     def __init__(
-        self, stop_engine: Callable[[ActiveRequest], None], event_loop: str = "auto"
+        self, stop_engine: Callable[[ActiveRequest], None], event_loop_kind: str = "auto"
     ) -> None:
         self._stop_engine_request = stop_engine
-        self.event_loop = new_event_loop(event_loop)
+        self.event_loop = new_event_loop(event_loop_kind)
         self._progressed: dict[int, ActiveRequest] = {}
         self._flush_scheduled = False
         self._thread = threading.Thread(target=self._run, name="bls-generation-loop", daemon=True)

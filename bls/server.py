@@ -102,7 +102,7 @@ class BlsServer:
         self.validator = validator
         self.new_detokenizer = new_detokenizer
         self.options = options
-        self.loop = GenerationLoop(stop_engine=self._stop_engine, event_loop=options.event_loop)
+        self.loop = GenerationLoop(self._stop_engine, event_loop_kind=options.event_loop)
         self.engine = engine(self.loop)
         self.senders = SenderPool(options.response_sender_threads)
         self.admission = Admission(options.max_concurrent_requests, start=self._start)

@@ -66,8 +66,8 @@ class ScriptedServer(service_pb2_grpc.GRPCInferenceServiceServicer):
 class Harness:
     """A scripted server and a GrpcEngineClient on one generation loop."""
 
-    def __init__(self, script: Script, event_loop: str) -> None:
-        self.loop = GenerationLoop(stop_engine=lambda active: None, event_loop=event_loop)
+    def __init__(self, script: Script, event_loop_kind: str) -> None:
+        self.loop = GenerationLoop(lambda active: None, event_loop_kind=event_loop_kind)
         self.loop.start()
         self.servicer = ScriptedServer(script)
         self.server, port = self._run(self._serve())
