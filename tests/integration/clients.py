@@ -87,14 +87,15 @@ def engine_is_idle(server) -> bool:
     return metric(server.metrics_url, "reference_engine_active_sequences") == 0
 
 
-def bls_is_idle(server) -> bool:
-    """`tensorrt_llm_bls` holds no request: none active (engine call running), none waiting.
+def bls_open_requests(server) -> tuple[float, float]:
+    """`tensorrt_llm_bls`'s (active, waiting) requests: active ones have their engine call
+    running, waiting ones wait for a slot. Idle is (0, 0).
 
     The BLS exports these gauges from its metrics thread after each finished request (and
     at least once a second), so they trail the engine's own count by a moment: wait for
     them rather than reading them once the engine is idle.
     """
     return (
-        metric(server.metrics_url, "llm_bls_active_requests") == 0
-        and metric(server.metrics_url, "llm_bls_waiting_requests") == 0
+        metric(server.metrics_url, "llm_bls_active_requests"),
+        metric(server.metrics_url, "llm_bls_waiting_requests"),
     )

@@ -8,7 +8,7 @@ from bls.client import stream_generate
 from local_triton.testing import pipeline_plan, staged_server
 from offline_fixtures.reciting_llama import RECITALS
 from tests.integration.clients import (
-    bls_is_idle,
+    bls_open_requests,
     engine_is_idle,
     http_generate,
     metric,
@@ -88,4 +88,4 @@ def test_known_requests_give_exact_counts(server, fixture_paths):
     # The stopped and the cut request have several tokens; the cancelled one may have one.
     assert bls_metric(server, "llm_bls_inter_token_latency_seconds_count") in (2, 3)
     # Nothing is left active once everything is answered.
-    assert wait_for(lambda: bls_is_idle(server), timeout_s=5)
+    assert wait_for(lambda: bls_open_requests(server) == (0, 0), timeout_s=5)
